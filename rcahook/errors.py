@@ -1,0 +1,58 @@
+"""One error hierarchy; the CLI maps each class to its exit code and prints the message."""
+from __future__ import annotations
+
+
+class RcahookError(Exception):
+    """Base class: the message names what was given, what was expected and what to do."""
+
+    exit_code = 1
+
+
+class NotARepositoryError(RcahookError):
+    exit_code = 10
+
+
+class EmptyRepositoryError(RcahookError):
+    exit_code = 11
+
+
+class UnknownRevisionError(RcahookError):
+    exit_code = 12
+
+
+class IndexMissingError(RcahookError):
+    exit_code = 13
+
+
+class IndexLockedError(RcahookError):
+    exit_code = 14
+
+
+class BadInputError(RcahookError):
+    """Malformed user input: an incident file, a stack trace, a flag value."""
+
+    exit_code = 15
+
+
+class EmptySearchSpaceError(RcahookError):
+    exit_code = 16
+
+
+class ModelUnavailableError(RcahookError):
+    """The model package, directory or server cannot be used."""
+
+    exit_code = 17
+
+
+class ModelServerError(ModelUnavailableError):
+    exit_code = 18
+
+
+class ConfigError(RcahookError):
+    exit_code = 19
+
+
+class NotFoundError(RcahookError):
+    """A commit, investigation id or symbol the user named is not in the index."""
+
+    exit_code = 20

@@ -1,0 +1,365 @@
+"""All of rcahook's git access. The only module that imports pygit2.
+
+Everything it returns is rcahook's own frozen dataclasses or plain values, so callers
+never hold pygit2 objects (which can't cross process boundaries or outlive the repo).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import SortMode
+
+from rcahook.errors import EmptyRepositoryError, NotARepositoryError, UnknownRevisionError
+
+# Identifiers a diff adds or removes: what the code talks about, beyond the message.
+_IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{2,}")
+_HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
+_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)\s*:\s*(.*)$")
+MAX_IDENTS = 4000  # per side; a generated file can add tens of thousands
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    email: str
+    time: int  # seconds since the epoch
+    offset: int  # minutes east of UTC
+
+
+@dataclass(frozen=True)
+class Hunk:
+    old_start: int
+    old_lines: int
+    new_start: int
+    new_lines: int
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    old_path: str | None  # set for renames and copies
+    status: str  # A D M R C T
+    added: int
+    deleted: int
+    binary: bool
+    hunks: tuple[Hunk, ...]
+    old_blob: str | None
+    new_blob: str | None
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    sha: str
+    parents: tuple[str, ...]
+    author: Signature
+    committer: Signature
+    subject: str
+    body: str
+    trailers: tuple[tuple[str, str], ...]
+    files: tuple[FileChange, ...]  # against the first parent; empty for merges
+    idents_added: tuple[str, ...]
+    idents_removed: tuple[str, ...]
+    shallow: bool = False  # a parent is missing: history beyond it was not fetched
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str
+    blob: str
+    size: int
+
+
+def decode_text(raw: bytes, encoding: str | None = None) -> str:
+    """Commit messages are bytes in whatever encoding the author's tools used."""
+    for enc in (encoding, "utf-8"):
+        if enc:
+            try:
+                return raw.decode(enc)
+            except (LookupError, UnicodeDecodeError):
+                pass
+    return raw.decode("latin-1")
+
+
+def decode_path(raw: bytes) -> str:
+    # Non-UTF-8 paths stay readable and unique; SQLite can't hold lone surrogates.
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def split_message(message: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """Subject (first paragraph, joined as git does), body, and the trailer block."""
+    text = message.replace("\r\n", "\n").strip("\n")
+    paragraphs = re.split(r"\n[ \t]*\n", text, maxsplit=1)
+    subject = " ".join(line.strip() for line in paragraphs[0].splitlines()).strip()
+    body = paragraphs[1].strip("\n") if len(paragraphs) > 1 else ""
+    return subject, body, parse_trailers(body)
+
+
+def parse_trailers(body: str) -> tuple[tuple[str, str], ...]:
+    if not body:
+        return ()
+    last = re.split(r"\n[ \t]*\n", body.strip())[-1]
+    trailers: list[tuple[str, str]] = []
+    for line in last.splitlines():
+        if line[:1] in (" ", "\t") and trailers:  # continuation line
+            key, value = trailers[-1]
+            trailers[-1] = (key, f"{value} {line.strip()}")
+            continue
+        m = _TRAILER.match(line)
+        if not m:
+            return ()  # git only treats an all-trailer last paragraph as trailers
+        trailers.append((m.group(1), m.group(2).strip()))
+    return tuple(trailers)
+
+
+def _signature(sig: pygit2.Signature) -> Signature:
+    return Signature(
+        name=decode_text(sig.raw_name), email=decode_text(sig.raw_email),
+        time=sig.time, offset=sig.offset,
+    )
+
+
+def _idents(lines: Iterable[bytes]) -> tuple[str, ...]:
+    seen: dict[bytes, None] = {}
+    for line in lines:
+        for m in _IDENT.findall(line):
+            seen.setdefault(m, None)
+            if len(seen) >= MAX_IDENTS:
+                break
+    return tuple(i.decode("ascii") for i in seen)
+
+
+def _file_change(patch: pygit2.Patch) -> tuple[FileChange, list[bytes], list[bytes]]:
+    delta = patch.delta
+    status = delta.status_char()
+    old_path = decode_path(delta.old_file.raw_path) if status in ("R", "C") else None
+    hunks: tuple[Hunk, ...] = ()
+    added_lines: list[bytes] = []
+    removed_lines: list[bytes] = []
+    if delta.is_binary:
+        added = deleted = 0
+    else:
+        _, added, deleted = patch.line_stats
+        data = patch.data
+        hunks = tuple(
+            Hunk(int(a), int(b) if b else 1, int(c), int(d) if d else 1)
+            for a, b, c, d in _HUNK.findall(data)
+        )
+        for line in data.split(b"\n"):
+            head = line[:1]
+            if head == b"+" and not line.startswith(b"+++ "):
+                added_lines.append(line)
+            elif head == b"-" and not line.startswith(b"--- "):
+                removed_lines.append(line)
+    zero = "0" * 40
+    old_blob = str(delta.old_file.id)
+    new_blob = str(delta.new_file.id)
+    change = FileChange(
+        path=decode_path(delta.new_file.raw_path), old_path=old_path, status=status,
+        added=added, deleted=deleted, binary=bool(delta.is_binary), hunks=hunks,
+        old_blob=None if old_blob == zero else old_blob,
+        new_blob=None if new_blob == zero else new_blob,
+    )
+    return change, added_lines, removed_lines
+
+
+class Repo:
+    """A git repository (bare or not), opened by discovering upwards from a path."""
+
+    def __init__(self, path: str | os.PathLike[str] = "."):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise NotARepositoryError(
+                f"{path}: no such directory; pass --repo with the path of a git repository")
+        found = pygit2.discover_repository(path)
+        if found is None:
+            raise NotARepositoryError(
+                f"{os.path.abspath(path)} is not a git repository; run rcahook inside one or pass --repo PATH")
+        self._repo = pygit2.Repository(found)
+        self.path = found
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self._repo.path)
+
+    @property
+    def workdir(self) -> Path | None:
+        return Path(self._repo.workdir) if self._repo.workdir else None
+
+    @property
+    def is_shallow(self) -> bool:
+        return self._repo.is_shallow
+
+    def resolve(self, rev: str) -> str:
+        """Full sha of the commit `rev` names; UnknownRevisionError otherwise."""
+        try:
+            obj = self._repo.revparse_single(rev)
+            return str(obj.peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as e:
+            if rev == "HEAD" and self._repo.head_is_unborn:
+                raise EmptyRepositoryError(
+                    f"{self.path}: HEAD has no commits yet; commit something first") from e
+            raise UnknownRevisionError(
+                f"unknown revision {rev!r} in {self.path}; check the name with `git rev-parse {rev}`") from e
+
+    def default_tips(self) -> list[tuple[str, str]]:
+        """(name, sha) of HEAD and every local and remote-tracking branch."""
+        tips: list[tuple[str, str]] = []
+        if not self._repo.head_is_unborn:
+            tips.append(("HEAD", str(self._repo.head.peel(pygit2.Commit).id)))
+        for name in self._repo.references:
+            if not name.startswith(("refs/heads/", "refs/remotes/")):
+                continue
+            try:
+                ref = self._repo.references[name].resolve()
+                tips.append((name, str(ref.peel(pygit2.Commit).id)))
+            except (KeyError, ValueError, pygit2.GitError):
+                continue  # dangling symbolic refs (origin/HEAD to a deleted branch)
+        if not tips:
+            raise EmptyRepositoryError(
+                f"{self.path} has no commits yet (unborn HEAD, no branches); commit something first")
+        return tips
+
+    def has_commit(self, sha: str) -> bool:
+        try:
+            return isinstance(self._repo[sha], pygit2.Commit)
+        except (KeyError, ValueError):
+            return False
+
+    def walk(self, tips: Iterable[str], *, hide: Iterable[str] = ()) -> Iterator[str]:
+        """Shas reachable from tips and not from hide, newest first, children before parents."""
+        tips = list(tips)
+        if not tips:
+            return
+        walker = self._repo.walk(None, SortMode.TOPOLOGICAL | SortMode.TIME)
+        for sha in tips:
+            walker.push(pygit2.Oid(hex=sha))
+        for sha in hide:
+            if self.has_commit(sha):
+                walker.hide(pygit2.Oid(hex=sha))
+        for commit in walker:
+            yield str(commit.id)
+
+    def rev_list(self, rev: str, *, max_count: int | None = None, no_merges: bool = True,
+                 since: int | None = None) -> list[str]:
+        """Like `git rev-list [--no-merges] [--max-count] [--since] rev`, newest first."""
+        out: list[str] = []
+        walker = self._repo.walk(pygit2.Oid(hex=self.resolve(rev)), SortMode.TIME)
+        for commit in walker:
+            if since is not None and commit.commit_time < since:
+                # git rev-list --since stops at the first older commit in date order too
+                break
+            if no_merges and len(commit.parent_ids) > 1:
+                continue
+            out.append(str(commit.id))
+            if max_count is not None and len(out) >= max_count:
+                break
+        return out
+
+    def commit_record(self, sha: str) -> CommitRecord:
+        commit = self._repo[sha]
+        message = decode_text(commit.raw_message, commit.message_encoding)
+        subject, body, trailers = split_message(message)
+        parents = tuple(str(p) for p in commit.parent_ids)
+        files: list[FileChange] = []
+        added: list[bytes] = []
+        removed: list[bytes] = []
+        shallow = False
+        if len(parents) <= 1:
+            diff = None
+            if parents:
+                try:
+                    parent = self._repo[parents[0]]
+                    diff = self._repo.diff(parent, commit, context_lines=0)
+                except KeyError:
+                    shallow = True  # parent beyond a shallow clone's boundary
+            else:
+                diff = commit.tree.diff_to_tree(swap=True, context_lines=0)
+            if diff is not None:
+                diff.find_similar()
+                for patch in diff:
+                    if patch is None:
+                        continue
+                    change, a, r = _file_change(patch)
+                    files.append(change)
+                    added.extend(a)
+                    removed.extend(r)
+        return CommitRecord(
+            sha=sha, parents=parents, author=_signature(commit.author),
+            committer=_signature(commit.committer), subject=subject, body=body,
+            trailers=trailers, files=tuple(files),
+            idents_added=_idents(added), idents_removed=_idents(removed), shallow=shallow,
+        )
+
+    def commit_time(self, sha: str) -> int:
+        return self._repo[sha].commit_time
+
+    def list_tree(self, rev: str) -> list[TreeEntry]:
+        """Every blob in the tree at rev (recursively), without a checkout."""
+        tree = self._repo[self.resolve(rev)].tree
+        out: list[TreeEntry] = []
+        stack = [("", tree)]
+        while stack:
+            prefix, t = stack.pop()
+            for entry in t:
+                name = decode_path(entry.raw_name) if hasattr(entry, "raw_name") else entry.name
+                path = f"{prefix}{name}"
+                if entry.type_str == "tree":
+                    stack.append((path + "/", self._repo[entry.id]))
+                elif entry.type_str == "blob":
+                    out.append(TreeEntry(path, str(entry.id), entry.size))
+        return out
+
+    def read_blob(self, blob: str) -> bytes:
+        return self._repo[blob].data
+
+    def read_path(self, rev: str, path: str) -> bytes | None:
+        """File content at rev, or None when it does not exist there."""
+        try:
+            entry = self._repo[self.resolve(rev)].tree[path]
+        except KeyError:
+            return None
+        obj = self._repo[entry.id]
+        return obj.data if isinstance(obj, pygit2.Blob) else None
+
+    def changed_paths(self, old: str, new: str) -> list[tuple[str, str | None, str | None]]:
+        """(path, old_blob, new_blob) for each file that differs between two revisions."""
+        diff = self._repo.diff(self._repo[self.resolve(old)], self._repo[self.resolve(new)])
+        zero = "0" * 40
+        out = []
+        for delta in diff.deltas:
+            ob, nb = str(delta.old_file.id), str(delta.new_file.id)
+            if ob != zero:
+                out.append((decode_path(delta.old_file.raw_path), ob, None))
+            if nb != zero:
+                out.append((decode_path(delta.new_file.raw_path), None, nb))
+        return out
+
+    def diff_text(self, sha: str, *, max_bytes: int = 20_000, context_lines: int = 1) -> str:
+        """The commit's patch against its first parent, cut at max_bytes."""
+        commit = self._repo[sha]
+        if len(commit.parent_ids) > 1:
+            return ""
+        if commit.parent_ids:
+            try:
+                diff = self._repo.diff(self._repo[commit.parent_ids[0]], commit,
+                                       context_lines=context_lines)
+            except KeyError:
+                return ""
+        else:
+            diff = commit.tree.diff_to_tree(swap=True, context_lines=context_lines)
+        chunks: list[bytes] = []
+        size = 0
+        for patch in diff:
+            if patch is None or patch.delta.is_binary:
+                continue
+            data = patch.data
+            chunks.append(data)
+            size += len(data)
+            if size >= max_bytes:
+                break
+        return decode_text(b"".join(chunks)[:max_bytes])

@@ -1,0 +1,37 @@
+"""Progress bars on a terminal (rich), silence in hooks, CI and pipes."""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+def interactive() -> bool:
+    # git hooks run with a terminal on stderr, but a bar there would garble git's output
+    if os.environ.get("CI") or os.environ.get("RCAHOOK_QUIET") or os.environ.get("PRE_COMMIT"):
+        return False
+    return sys.stderr.isatty()
+
+
+class Progress:
+    def __init__(self, *, enabled: bool | None = None):
+        self.enabled = interactive() if enabled is None else enabled
+        self._rich = None
+
+    @contextmanager
+    def task(self, description: str, *, total: int | None) -> Iterator[Callable[[int], None]]:
+        if not self.enabled or not total:
+            yield lambda n=1: None
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.console import Console
+
+        with RichProgress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True,
+        ) as bar:
+            task_id = bar.add_task(description, total=total)
+            yield lambda n=1: bar.advance(task_id, n)
