@@ -248,7 +248,7 @@ class Repo:
                  since: int | None = None) -> list[str]:
         """Like `git rev-list [--no-merges] [--max-count] [--since] rev`, newest first."""
         out: list[str] = []
-        walker = self._repo.walk(pygit2.Oid(hex=self.resolve(rev)), SortMode.TIME)
+        walker = self._repo.walk(pygit2.Oid(hex=self.resolve(rev)), SortMode.TOPOLOGICAL | SortMode.TIME)
         for commit in walker:
             if since is not None and commit.commit_time < since:
                 # git rev-list --since stops at the first older commit in date order too
