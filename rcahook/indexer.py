@@ -37,6 +37,7 @@ class IndexResult:
     seconds: float = 0.0
     touched_commits: int = 0
     graph_files: int = 0
+    graph_rev: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -129,7 +130,7 @@ def resolve_links(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), graph: bool = True,
-                     jobs: int | None = None, progress: Progress | None = None,
+                     graph_at: str | None = None, jobs: int | None = None, progress: Progress | None = None,
                      say: Callable[[str], None] = lambda msg: None) -> IndexResult:
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
@@ -154,8 +155,10 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                 store.set_meta(conn, "repo", str(repo.path))
                 store.set_meta(conn, "indexed_at", str(int(time.time())))
             if graph:
-                from rcahook.codegraph import history
-                result.touched_commits = history.update_touched(conn, repo, progress=progress)
+                from rcahook.codegraph import build, history
+                result.touched_commits = history.update_touched(conn, repo, progress=progress, jobs=jobs)
+                state = build.update_graph(conn, repo, graph_at or "HEAD", progress=progress)
+                result.graph_rev, result.graph_files = state.rev, state.files
             result.total_commits = conn.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
             if repo.is_shallow:
                 result.notes.append(

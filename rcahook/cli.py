@@ -1,0 +1,303 @@
+"""The command line: parses arguments and dispatches to one function per command.
+
+Command modules are imported inside each command so that `rcahook scan` (run by the
+pre-push hook) never pays for the imports of `investigate` or `train`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from rcahook import __version__
+from rcahook.errors import RcahookError
+
+FORMATS = click.Choice(["text", "json"])
+repo_option = click.option("--repo", "repo", default=".", show_default=True,
+                           help="Path of the git repository (bare or not).")
+db_option = click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
+                         help="Index database (default: <git dir>/rcahook/index.sqlite).")
+
+
+def _run(command: str, **kwargs) -> None:
+    module = importlib.import_module(f"rcahook.commands.{command}")
+    code = module.run(**kwargs)
+    if code:
+        sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rcahook")
+def cli() -> None:
+    """rcahook: which recent change caused this incident, and which outgoing change is risky."""
+
+
+@cli.command()
+@repo_option
+@db_option
+@click.option("--rev", "revs", multiple=True, help="Index these revisions (default: HEAD and every branch).")
+@click.option("--graph/--no-graph", default=True, show_default=True,
+              help="Also record the definitions each commit touches and build the code graph.")
+@click.option("--at", default=None, help="Revision of the code graph (default: HEAD).")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes for diffs (default: cores).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def index(**kwargs) -> None:
+    """Walk history into the index (incremental; an interrupted run resumes)."""
+    _run("index", **kwargs)
+
+
+@cli.command()
+@click.argument("path")
+@repo_option
+@db_option
+@click.option("--at", default="HEAD", show_default=True, help="Revision whose CODEOWNERS applies.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def owners(**kwargs) -> None:
+    """Owners of PATH: CODEOWNERS rules and who changed it, weighted toward recent changes."""
+    _run("owners", **kwargs)
+
+
+@cli.command()
+@click.argument("commit")
+@repo_option
+@db_option
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def show(**kwargs) -> None:
+    """A commit as rcahook sees it: files, hunks, touched definitions, owners, culprit links."""
+    _run("show", **kwargs)
+
+
+@cli.command()
+@repo_option
+@db_option
+@click.option("--kind", "kinds", multiple=True,
+              type=click.Choice(["fixes", "regression", "introduced", "revert"]),
+              help="Only these kinds of link.")
+@click.option("--unresolved", is_flag=True, help="Only references that did not resolve to one commit.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def links(**kwargs) -> None:
+    """Culprit links mined from commit messages (Fixes:, Regression in, reverts)."""
+    _run("links", **kwargs)
+
+
+@cli.group()
+def graph() -> None:
+    """Query the code graph (definitions, calls, imports)."""
+
+
+def _graph_command(name: str, *args):
+    def decorate(f):
+        for a in reversed(args):
+            f = a(f)
+        f = repo_option(db_option(click.option("--at", default=None,
+                                               help="Revision (default: the indexed graph, HEAD)")(
+            click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)(f))))
+        return graph.command(name)(f)
+    return decorate
+
+
+@_graph_command("stats")
+def graph_stats(**kwargs) -> None:
+    """Files, definitions and edges per language."""
+    _run("graph", action="stats", **kwargs)
+
+
+@_graph_command("symbols", click.argument("path"))
+def graph_symbols(**kwargs) -> None:
+    """Definitions in PATH with their line ranges."""
+    _run("graph", action="symbols", **kwargs)
+
+
+@_graph_command("callers", click.argument("name"))
+def graph_callers(**kwargs) -> None:
+    """Definitions that call NAME."""
+    _run("graph", action="callers", **kwargs)
+
+
+@_graph_command("neighbors", click.argument("name"),
+                click.option("--depth", type=int, default=1, show_default=True))
+def graph_neighbors(**kwargs) -> None:
+    """Definitions and files within --depth edges of NAME."""
+    _run("graph", action="neighbors", **kwargs)
+
+
+@cli.command()
+@click.option("--title", default=None, help="Incident title (required unless --incident gives it).")
+@click.option("--description", default=None)
+@click.option("--time", "time_", default=None, help="ISO 8601 or 'now' (default: now).")
+@click.option("--at", default=None, help="Revision that was running (default: HEAD).")
+@click.option("--since", default=None, help="Search commits this recent, e.g. 14d, 36h (default: 14d).")
+@click.option("--window", type=int, default=None, help="Search the N most recent commits instead.")
+@click.option("--impacted-path", "impacted_paths", multiple=True, help="A path known to be involved.")
+@click.option("--service", "services", multiple=True, help="A service named in [tool.rcahook.services].")
+@click.option("--stack-trace", "stack_trace", default=None, help="File with a stack trace, or - for stdin.")
+@click.option("--incident", "incident_file", type=click.Path(dir_okay=False), default=None,
+              help="Incident as JSON or YAML (schema: docs/incident.md); flags override it.")
+@click.option("--ranker", type=click.Choice(["features", "election", "logprob"]), default=None,
+              help="Stage-2 ranker (default: features, chosen by backtest; see README).")
+@click.option("--model", default=None, help="Local Hugging Face model or `rcahook train` output directory.")
+@click.option("--llm-url", default=None, help="OpenAI-compatible server (e.g. vLLM) for the LLM rankers.")
+@click.option("--llm-model", default=None, help="Model name to request from --llm-url.")
+@click.option("--llm-top", type=int, default=40, show_default=True,
+              help="How many of the features ranking the LLM re-ranks.")
+@click.option("--max-candidates", type=int, default=None, help="Stage-1 cut (default: 300).")
+@click.option("--min-confidence", type=float, default=None,
+              help="Below this, say there is no confident suggestion (default: 0.3).")
+@click.option("--strict", is_flag=True, help="Fail instead of falling back when the model server is unreachable.")
+@click.option("--top", type=int, default=5, show_default=True, help="Suggestions to show.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True)
+@click.option("--no-save", is_flag=True, help="Do not save the investigation for feedback.")
+@click.option("--no-update", is_flag=True, help="Do not bring the index up to date first.")
+@repo_option
+@db_option
+def investigate(**kwargs) -> None:
+    """Rank the recent changes most likely to have caused an incident."""
+    _run("investigate", **kwargs)
+
+
+@cli.command()
+@click.argument("investigation_id", required=False)
+@click.option("--root-cause", "root_cause", default=None, help="The commit that caused it.")
+@click.option("--not", "not_", multiple=True, help="A suggested commit that did not cause it.")
+@click.option("--note", default=None, help="Free text kept with the verdict.")
+@click.option("--export", "export", type=click.Path(dir_okay=False), default=None,
+              help="Write every verdict as JSONL (for `rcahook train`).")
+@click.option("--list", "list_", is_flag=True, help="List saved investigations and verdicts.")
+@repo_option
+@db_option
+def feedback(**kwargs) -> None:
+    """Record the responder's verdict on an investigation (never overwritten), or export them."""
+    _run("feedback", **kwargs)
+
+
+@cli.command()
+@repo_option
+@db_option
+@click.option("--window", type=int, default=500, show_default=True)
+@click.option("--track", type=click.Choice(["title", "paths"]), default="title", show_default=True)
+@click.option("--ranker", "rankers", multiple=True, default=("features",), show_default=True,
+              help="Ranker(s) to measure: features, election, logprob, features-default.")
+@click.option("--model", default=None)
+@click.option("--llm-url", default=None)
+@click.option("--llm-model", default=None)
+@click.option("--llm-top", type=int, default=40, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the N most recent investigations.")
+@click.option("--sample", type=int, default=None, help="A random sample of N investigations.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--task", type=click.Choice(["rca", "risk"]), default="rca", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Results file (JSONL, written as they come; default under the index dir).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from --output.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report with plots.")
+@click.option("--no-update", is_flag=True, help="Do not bring the index up to date first.")
+def backtest(**kwargs) -> None:
+    """Replay real history (protocol v1) and measure rankers against baselines."""
+    _run("backtest", **kwargs)
+
+
+@cli.command()
+@click.argument("range_", metavar="[RANGE]", required=False)
+@click.option("--from", "from_", default=None, help="Oldest excluded revision (e.g. the remote's sha).")
+@click.option("--to", default=None, help="Newest included revision (default: HEAD).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
+@click.option("--fail-above", type=float, default=None, help="Exit 1 when a commit's risk exceeds this.")
+@click.option("--max-seconds", type=float, default=None, help="Time budget; past it, pass with a warning.")
+@click.option("--strict", is_flag=True, help="Internal errors and overruns fail instead of passing.")
+@click.option("--hook", "hook", type=click.Choice(["pre-push", "pre-commit-framework"]), default=None,
+              hidden=True)
+@click.option("--remote", default=None, hidden=True)
+@repo_option
+@db_option
+def scan(**kwargs) -> None:
+    """Risk of each outgoing commit becoming an incident's root cause."""
+    _run("scan", **kwargs)
+
+
+@cli.command("install-hook")
+@click.option("--force", is_flag=True, help="Replace an existing pre-push hook.")
+@repo_option
+def install_hook(**kwargs) -> None:
+    """Install rcahook as the repository's plain git pre-push hook."""
+    _run("install_hook", **kwargs)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+@repo_option
+@db_option
+@click.option("--base", default=None, help="Base model directory (default: the embedded SmolLM2-135M-Instruct).")
+@click.option("--stages", default="cpt,sft,rank", show_default=True)
+@click.option("--until", default=None, help="Only history up to this revision (data cut-off).")
+@click.option("--before", default=None, help="Only history before this date (ISO 8601).")
+@click.option("--output", default=None, help="Output directory (default: models/<repo>-<date>).")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--lora/--full", default=True, show_default=True)
+@click.option("--eval", "eval_", is_flag=True, help="Backtest the investigations after the cut-off.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-dir", default=None, help="Use (edited) datasets from this directory.")
+@click.option("--features-only", is_flag=True, help="Only fit the features ranker and risk scorer.")
+def train(ctx: click.Context, **kwargs) -> None:
+    """Fine-tune a ranking model on the repository's own history (and fit the features scorer)."""
+    if ctx.invoked_subcommand is None:
+        _run("train", **kwargs)
+
+
+@train.command("data")
+@repo_option
+@db_option
+@click.option("--until", default=None)
+@click.option("--before", default=None)
+@click.option("--output", "output", default=None, help="Directory for the JSONL datasets.")
+@click.option("--base", default=None, help="Model whose tokenizer packs the CPT corpus and ranks lists.")
+@click.option("--instructions", default=None, help="A JSONL instruction set to mix into SFT.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_data(**kwargs) -> None:
+    """Write the training datasets as JSONL (inspect, edit, extend)."""
+    _run("train_data", **kwargs)
+
+
+def _log_crash() -> str:
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rcahook"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = base / "crash.log"
+        with open(path, "a") as f:
+            f.write(f"--- rcahook {__version__} {' '.join(sys.argv)}\n{traceback.format_exc()}\n")
+        return str(path)
+    except OSError:
+        return "(could not write a log)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="rcahook",
+                 standalone_mode=False)
+    except RcahookError as e:
+        click.echo(f"rcahook: error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("rcahook: interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    except KeyboardInterrupt:
+        click.echo("rcahook: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug: keep the traceback for the report, show one line
+        log = _log_crash()
+        click.echo(f"rcahook: internal error: {type(e).__name__}: {e} (details in {log}; please report it)",
+                   err=True)
+        return 70
+    return 0

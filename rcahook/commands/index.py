@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from rcahook.commands.common import index_path, open_repo, say
+from rcahook.indexer import index_repository
+from rcahook.progress import Progress
+
+
+def run(*, repo: str, db: str | None, revs: tuple[str, ...], graph: bool, at: str | None,
+        jobs: int | None, quiet: bool) -> int:
+    r = open_repo(repo)
+    result = index_repository(r, index_path(r, db), revs=revs, graph=graph, graph_at=at, jobs=jobs,
+                              progress=Progress(enabled=False if quiet else None),
+                              say=(lambda m: None) if quiet else say)
+    for note in result.notes:
+        say(note)
+    if not quiet:
+        print(f"indexed {result.new_commits} new commit(s) in {result.seconds:.1f}s; "
+              f"{result.total_commits} in {result.db_path}")
+        print(f"culprit links: {result.links_total} ({result.links_unresolved} unresolved)")
+        if graph:
+            print(f"code graph: {result.graph_files} files at {result.graph_rev[:12] if result.graph_rev else '-'};"
+                  f" touched definitions recorded for {result.touched_commits} new commit(s)")
+    return 0

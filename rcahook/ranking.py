@@ -1,0 +1,93 @@
+"""Stage 2: order the stage-1 candidates with the `features` scorer or re-rank its top
+with a language model (election or log-probabilities). Investigate and backtest both
+call `rank`, so what the backtest measures is what responders get."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rcahook.features import GraphHints, Query
+from rcahook.history import History
+from rcahook.retrieve import Candidate, Retrieval, RetrievalConfig, retrieve
+from rcahook.scorer import Weights
+
+RANKERS = ("features", "election", "logprob")
+
+
+@dataclass
+class RankerSpec:
+    name: str = "features"
+    weights: Weights | None = None
+    backend: object | None = None  # rcahook.llm.backend.Backend, loaded by the caller
+    llm_top: int = 40  # how many of the features ranking the model re-ranks
+    prompt_size: int = 20
+    picks: int = 5
+    shuffles: int = 1
+    seed: int = 0
+    token_budget: int = 1800
+    diff_bytes: int = 1200  # per candidate, before the prompt's own token budget trims it
+
+
+@dataclass
+class Ranking:
+    candidates: list[Candidate]  # final order, best first
+    retrieval: Retrieval
+    ranker: str
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    notes: list[str] = field(default_factory=list)
+
+
+def _candidate_views(history: History, candidates: Sequence[Candidate], diff_text: Callable[[str], str] | None,
+                     spec: RankerSpec):
+    from rcahook.llm.prompt import CandidateView
+
+    touched = history.touched_many([c.sha for c in candidates])
+    views = []
+    for c in candidates:
+        defs = tuple(dict.fromkeys(t.qualname for t in touched.get(c.sha, ())))[:8]
+        excerpt = diff_text(c.sha)[: spec.diff_bytes] if diff_text else ""
+        views.append(CandidateView(key=c.sha, subject=c.commit.subject, paths=c.commit.paths[:6],
+                                   definitions=defs, diff_excerpt=excerpt))
+    return views
+
+
+def llm_rerank(history: History, query: Query, candidates: list[Candidate], spec: RankerSpec, *,
+               diff_text: Callable[[str], str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> list[Candidate]:
+    """Re-rank the top `spec.llm_top` candidates with the model; the rest keep their order."""
+    from rcahook.llm.prompt import IncidentView
+    from rcahook.llm.rank import election_rank, logprob_rank
+
+    head, tail = candidates[: spec.llm_top], candidates[spec.llm_top:]
+    if len(head) <= 1:
+        return candidates
+    impacted = tuple(query.impacted_paths[:6]) + tuple(query.functions[:6])
+    incident = IncidentView(title=query.title, description=query.description[:600], impacted=impacted)
+    views = _candidate_views(history, head, diff_text, spec)
+    common = dict(prompt_size=spec.prompt_size, shuffles=spec.shuffles, seed=spec.seed,
+                  token_budget=spec.token_budget, progress=progress)
+    if spec.name == "election":
+        ordered = election_rank(spec.backend, incident, views, picks=spec.picks, **common)
+    else:
+        ordered = logprob_rank(spec.backend, incident, views, keep=spec.picks, **common)
+    by_sha = {c.sha: c for c in head}
+    return [by_sha[key] for key, _ in ordered] + tail
+
+
+def rank(history: History, query: Query, space: Sequence[str], base: str, *, spec: RankerSpec,
+         culprits: dict[str, str] | None = None, graph: GraphHints | None = None,
+         diff_text: Callable[[str], str] | None = None, config: RetrievalConfig = RetrievalConfig(),
+         progress: Callable[[int, int], None] | None = None) -> Ranking:
+    from rcahook.scorer import default_weights
+
+    t0 = time.perf_counter()
+    retrieval = retrieve(history, query, space, base, weights=spec.weights or default_weights(),
+                         culprits=culprits, graph=graph, config=config)
+    t1 = time.perf_counter()
+    ranking = Ranking(list(retrieval.candidates), retrieval, spec.name, {"retrieve": t1 - t0})
+    if spec.name in ("election", "logprob"):
+        ranking.candidates = llm_rerank(history, query, ranking.candidates, spec, diff_text=diff_text,
+                                        progress=progress)
+        ranking.seconds["llm"] = time.perf_counter() - t1
+    return ranking
