@@ -167,6 +167,12 @@ def _file_change(patch: pygit2.Patch) -> tuple[FileChange, list[bytes], list[byt
     return change, added_lines, removed_lines
 
 
+def _raw_parents(raw: bytes) -> tuple[str, ...]:
+    """Parent shas as written in a commit object's header."""
+    header = raw.split(b"\n\n", 1)[0]
+    return tuple(line[7:].decode("ascii") for line in header.split(b"\n") if line.startswith(b"parent "))
+
+
 class Repo:
     """A git repository (bare or not), opened by discovering upwards from a path."""
 
@@ -181,6 +187,7 @@ class Repo:
                 f"{os.path.abspath(path)} is not a git repository; run rcahook inside one or pass --repo PATH")
         self._repo = pygit2.Repository(found)
         self.path = found
+        self._shallow: frozenset[str] | None = None
 
     @property
     def git_dir(self) -> Path:
@@ -265,6 +272,10 @@ class Repo:
         message = decode_text(commit.raw_message, commit.message_encoding)
         subject, body, trailers = split_message(message)
         parents = tuple(str(p) for p in commit.parent_ids)
+        if not parents and sha in self._shallow_boundary():
+            # libgit2 grafts a shallow clone's boundary commits into roots; diffing them
+            # against the empty tree would record the whole tree as added by them
+            parents = _raw_parents(commit.read_raw())
         files: list[FileChange] = []
         added: list[bytes] = []
         removed: list[bytes] = []
@@ -294,6 +305,15 @@ class Repo:
             trailers=trailers, files=tuple(files),
             idents_added=_idents(added), idents_removed=_idents(removed), shallow=shallow,
         )
+
+    def _shallow_boundary(self) -> frozenset[str]:
+        if self._shallow is None:
+            try:
+                text = (self.git_dir / "shallow").read_text()
+            except FileNotFoundError:
+                text = ""
+            self._shallow = frozenset(text.split())
+        return self._shallow
 
     def commit_time(self, sha: str) -> int:
         return self._repo[sha].commit_time
@@ -342,7 +362,7 @@ class Repo:
     def diff_text(self, sha: str, *, max_bytes: int = 20_000, context_lines: int = 1) -> str:
         """The commit's patch against its first parent, cut at max_bytes."""
         commit = self._repo[sha]
-        if len(commit.parent_ids) > 1:
+        if len(commit.parent_ids) > 1 or str(commit.id) in self._shallow_boundary():
             return ""
         if commit.parent_ids:
             try:

@@ -10,6 +10,7 @@ from rcahook.features import (Background, Evidence, GraphHints, Query, build_bac
                               compute_features, incident_identifiers, normalized_matrix)
 from rcahook.history import CommitView, History
 from rcahook.scorer import Weights, order, score, softmax
+from rcahook.text import tokenize
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,27 @@ def graph_hints_from_query(query: Query) -> GraphHints:
     return GraphHints(named=incident_identifiers(query.text) | set(query.functions))
 
 
-def retrieve(history: History, query: Query, space: Sequence[str], base: str, *, weights: Weights,
-             culprits: dict[str, str] | None = None, graph: GraphHints | None = None,
-             config: RetrievalConfig = RetrievalConfig()) -> Retrieval:
+def feature_matrix(history: History, query: Query, space: Sequence[str], base: str, *,
+                   culprits: dict[str, str] | None = None, graph: GraphHints | None = None,
+                   config: RetrievalConfig = RetrievalConfig(),
+                   ) -> tuple[list[CommitView], np.ndarray, list[Evidence], Background]:
+    """Raw features of every commit in the search space (what both ranking and fitting use)."""
     commits = history.commits(space)
     background_shas = history.rev_list(base, max_count=config.background_depth)
-    from rcahook.text import tokenize
     background = build_background(
         history.commits(background_shas), culprits if culprits is not None else history.culprit_of(),
         words=set(tokenize(query.text)), now=query.time)
     touched = history.touched_many(space)
     X, evidence = compute_features(query, commits, background, touched=touched,
                                    graph=graph or graph_hints_from_query(query))
+    return commits, X, evidence, background
+
+
+def retrieve(history: History, query: Query, space: Sequence[str], base: str, *, weights: Weights,
+             culprits: dict[str, str] | None = None, graph: GraphHints | None = None,
+             config: RetrievalConfig = RetrievalConfig()) -> Retrieval:
+    commits, X, evidence, background = feature_matrix(history, query, space, base, culprits=culprits,
+                                                      graph=graph, config=config)
     s = score(normalized_matrix(X), weights)
     p = softmax(s)
     ranked = order(s)[: config.max_candidates]

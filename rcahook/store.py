@@ -181,7 +181,7 @@ def index_lock(db_path: Path, *, wait: float | None = None) -> Iterator[None]:
                     raise
                 if time.monotonic() >= deadline:
                     raise IndexLockedError(
-                        f"another rcahook index is updating {db_path} (waited {wait:.0f}s); "
+                        f"another rcahook index is updating {db_path} (waited {wait:g}s); "
                         "let it finish, then run this again") from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)

@@ -1,0 +1,153 @@
+"""Backtest metrics: top-k, MRR, stage-1 recall, timing, and abstention (accuracy against
+the share of investigations answered). Pure arithmetic on per-investigation results, so
+the numbers can be checked by hand (tests/test_backtest_metrics.py)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+KS = (1, 5, 10)
+CURVE_K = 20  # the top-k curve in the report runs k = 1..CURVE_K
+THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # 0.1 .. 0.9
+TARGET_PRECISION = 0.9
+HIT_K = 5  # "answered correctly" = the root cause is among the top five shown
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One investigation replayed by one ranker."""
+
+    fix: str
+    ranker: str
+    rank: int | None  # 1-based position of the culprit in the final list; None: not in it
+    window: int  # candidates the ranker chose from (W)
+    retrieved: int | None = None  # stage-1 cut size; None for rankers without a stage 1
+    stage1: bool | None = None  # culprit kept by the retriever
+    seconds: float = 0.0
+    raw: float | None = None  # model probability mass on the top five (features rankers)
+    confidence: float | None = None  # raw, calibrated
+
+    def hit(self, k: int = HIT_K) -> bool:
+        return self.rank is not None and self.rank <= k
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    top: dict[int, float]  # k -> share of investigations with the culprit in the top k
+    mrr: float
+    stage1_recall: float | None
+    retrieved_mean: float | None
+    seconds_mean: float
+    seconds_p90: float
+    curve: tuple[float, ...]  # top-k for k = 1..CURVE_K
+
+    def to_json(self) -> dict:
+        return {"n": self.n, **{f"top{k}": self.top[k] for k in KS}, "mrr": self.mrr,
+                "stage1_recall": self.stage1_recall, "retrieved_mean": self.retrieved_mean,
+                "seconds_mean": self.seconds_mean, "seconds_p90": self.seconds_p90,
+                "topk_curve": list(self.curve)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (the smallest value with at least q of them at or below it)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
+def top_k(ranks: Sequence[int | None], k: int) -> float:
+    return sum(r is not None and r <= k for r in ranks) / len(ranks) if ranks else 0.0
+
+
+def mrr(ranks: Sequence[int | None]) -> float:
+    """Mean reciprocal rank; a culprit missing from the list contributes 0."""
+    return sum(1 / r for r in ranks if r is not None) / len(ranks) if ranks else 0.0
+
+
+def summarize(outcomes: Sequence[Outcome]) -> Summary:
+    ranks = [o.rank for o in outcomes]
+    staged = [o for o in outcomes if o.stage1 is not None]
+    seconds = [o.seconds for o in outcomes]
+    return Summary(
+        n=len(outcomes),
+        top={k: top_k(ranks, k) for k in KS},
+        mrr=mrr(ranks),
+        stage1_recall=sum(o.stage1 for o in staged) / len(staged) if staged else None,
+        retrieved_mean=sum(o.retrieved or 0 for o in staged) / len(staged) if staged else None,
+        seconds_mean=sum(seconds) / len(seconds) if seconds else 0.0,
+        seconds_p90=percentile(seconds, 0.9),
+        curve=tuple(top_k(ranks, k) for k in range(1, CURVE_K + 1)),
+    )
+
+
+def harmonic(n: int) -> float:
+    return sum(1 / i for i in range(1, n + 1))
+
+
+def random_summary(windows: Sequence[int]) -> Summary:
+    """The expected metrics of a uniformly random order of each window (W candidates):
+    top-k = min(k, W) / W and MRR = H_W / W, averaged over the investigations."""
+    n = len(windows)
+
+    def expected_top(k: int) -> float:
+        return sum(min(k, w) / w for w in windows) / n if n else 0.0
+
+    return Summary(
+        n=n, top={k: expected_top(k) for k in KS},
+        mrr=sum(harmonic(w) / w for w in windows) / n if n else 0.0,
+        stage1_recall=None, retrieved_mean=None, seconds_mean=0.0, seconds_p90=0.0,
+        curve=tuple(expected_top(k) for k in range(1, CURVE_K + 1)),
+    )
+
+
+# --- abstention ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AbstentionRow:
+    threshold: float
+    answered: float  # share of investigations whose confidence is >= threshold
+    accuracy: float | None  # top-5 hit rate among them; None when none is answered
+    n_answered: int
+
+    def to_json(self) -> dict:
+        return {"threshold": self.threshold, "answered": self.answered, "accuracy": self.accuracy,
+                "n_answered": self.n_answered}
+
+
+def abstention_table(confidence: Sequence[float], hits: Sequence[bool],
+                     thresholds: Sequence[float] = THRESHOLDS) -> list[AbstentionRow]:
+    """Answer when confidence >= threshold, abstain otherwise."""
+    n = len(confidence)
+    rows = []
+    for t in thresholds:
+        answered = [h for c, h in zip(confidence, hits) if c >= t]
+        rows.append(AbstentionRow(t, len(answered) / n if n else 0.0,
+                                  sum(answered) / len(answered) if answered else None, len(answered)))
+    return rows
+
+
+def threshold_for_precision(rows: Sequence[AbstentionRow], target: float = TARGET_PRECISION) -> float | None:
+    """The lowest threshold whose answered investigations reach `target` accuracy."""
+    for row in sorted(rows, key=lambda r: r.threshold):
+        if row.accuracy is not None and row.accuracy >= target:
+            return row.threshold
+    return None
+
+
+def coverage_curve(confidence: Sequence[float], hits: Sequence[bool]) -> list[tuple[float, float]]:
+    """(share answered, accuracy of those answered), answering the most confident first.
+
+    Ties in confidence are answered together, so a point is never split inside a tie.
+    """
+    pairs = sorted(zip(confidence, hits), key=lambda p: -p[0])
+    n = len(pairs)
+    out: list[tuple[float, float]] = []
+    correct = 0
+    for i, (c, h) in enumerate(pairs, start=1):
+        correct += h
+        if i == n or pairs[i][0] != c:
+            out.append((i / n, correct / i))
+    return out

@@ -1,0 +1,258 @@
+"""A backtest's results as the JSON document (schema in docs/backtest.md), a terminal
+table, and a Markdown report with PNG plots (top-k curve, accuracy against coverage)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rcahook.backtest.metrics import (HIT_K, abstention_table, coverage_curve, random_summary,
+                                      summarize, threshold_for_precision)
+from rcahook.backtest.mine import PROTOCOL_VERSION
+from rcahook.backtest.run import FEATURE_RANKERS, BacktestResult
+from rcahook.confidence import Calibration, fit_platt, load_calibration, reliability
+from rcahook.errors import BadInputError
+from rcahook.retrieve import RetrievalConfig
+
+SCHEMA = "rcahook.backtest/1"
+
+
+def _confidence_block(raw: list[float], hits: list[bool], calibration: Calibration) -> dict:
+    calibrated = [calibration(r) for r in raw]
+    rows = abstention_table(calibrated, hits)
+    return {
+        "calibration": calibration.to_json(),
+        "abstention": [r.to_json() for r in rows],
+        "threshold_90": threshold_for_precision(rows),
+        "reliability": reliability(raw, hits, calibration),
+        "coverage_curve": [[round(c, 4), round(a, 4)] for c, a in coverage_curve(calibrated, hits)],
+    }
+
+
+def build_document(result: BacktestResult) -> dict:
+    """Everything the run measured, as JSON-ready data."""
+    index_dir = Path(result.index_dir) if result.index_dir else None
+    metrics: dict[str, dict] = {}
+    for ranker in result.rankers:
+        if ranker == "random":
+            summary = random_summary([len(inv.candidates) for inv in result.investigations])
+        else:
+            summary = summarize(result.outcomes[ranker])
+        metrics[ranker] = summary.to_json()
+
+    confidence: dict[str, dict] = {}
+    calibrated: dict[str, list[float]] = {}
+    for ranker in result.rankers:
+        if ranker not in FEATURE_RANKERS or not result.outcomes[ranker]:
+            continue
+        outcomes = result.outcomes[ranker]
+        raw = [o.raw if o.raw is not None else 0.0 for o in outcomes]
+        hits = [o.hit(HIT_K) for o in outcomes]
+        shipped = load_calibration(ranker, index_dir)
+        refit = fit_platt(raw, hits)
+        refit.info["source"] = "refit on this run (in-sample)"
+        confidence[ranker] = {"hit_k": HIT_K, **_confidence_block(raw, hits, shipped),
+                              "refit": _confidence_block(raw, hits, refit)}
+        calibrated[ranker] = [shipped(r) for r in raw]
+
+    results = []
+    for i, inv in enumerate(result.investigations):
+        results.append({
+            "fix": inv.fix, "culprit": inv.culprit, "parent": inv.parent, "title": inv.title,
+            "time": inv.time, "window": len(inv.candidates),
+            "ranks": {r: result.outcomes[r][i].rank for r in result.rankers if r != "random"},
+            "confidence": {r: {"raw": result.outcomes[r][i].raw, "calibrated": calibrated[r][i]}
+                           for r in calibrated},
+        })
+    w = result.weights
+    return {
+        "schema": SCHEMA,
+        "repository": result.repository,
+        "head": result.head,
+        "protocol_version": PROTOCOL_VERSION,
+        "settings": {**dataclasses.asdict(result.settings), "rankers": list(result.rankers),
+                     "max_candidates": RetrievalConfig().max_candidates},
+        "weights": {"source": w.source, "path": w.path, "fingerprint": w.fingerprint,
+                    "cutoff_time": w.cutoff_time, "info": w.info},
+        "investigations": {"mined": result.mined, "evaluated": len(result.investigations),
+                           "excluded_by_cutoff": result.excluded_by_cutoff},
+        "metrics": metrics,
+        "confidence": confidence,
+        "results": results,
+        "output": result.output,
+        "resumed": result.resumed,
+        "notes": result.notes,
+    }
+
+
+def weights_line(doc: dict) -> str:
+    w = doc["weights"]
+    info = ", ".join(f"{k}={v}" for k, v in w["info"].items()) or "no info"
+    if w["source"] == "learned":
+        split = f", time split at {w['cutoff_time']}" if w["cutoff_time"] is not None else ", no cut-off recorded"
+        return f"learned ({w['path']}; {info}{split})"
+    return f"default, shipped with rcahook, used as is ({info})"
+
+
+def header_lines(doc: dict) -> list[str]:
+    s, inv = doc["settings"], doc["investigations"]
+    scope = ""
+    if s["limit"] is not None or s["sample"] is not None:
+        scope = f" (limit {s['limit']}, sample {s['sample']}, seed {s['seed']})"
+    return [
+        f"repository: {doc['repository']}",
+        f"HEAD: {doc['head']}",
+        f"protocol v{doc['protocol_version']}, window {s['window']}, track {s['track']}",
+        f"investigations: {inv['evaluated']} evaluated of {inv['mined']} mined{scope}"
+        + (f", {inv['excluded_by_cutoff']} before the weights' cut-off" if inv["excluded_by_cutoff"] else ""),
+        f"weights: {weights_line(doc)}",
+    ]
+
+
+_COLUMNS = ("ranker", "n", "top-1", "top-5", "top-10", "MRR", "stage-1 recall", "retrieved", "s/inv", "p90 s")
+
+
+def metric_rows(doc: dict) -> list[list[str]]:
+    rows = []
+    for ranker, m in doc["metrics"].items():
+        timed = ranker != "random"
+        rows.append([
+            ranker + (" (expected)" if ranker == "random" else ""), str(m["n"]),
+            f"{m['top1']:.3f}", f"{m['top5']:.3f}", f"{m['top10']:.3f}", f"{m['mrr']:.3f}",
+            "-" if m["stage1_recall"] is None else f"{m['stage1_recall']:.3f}",
+            "-" if m["retrieved_mean"] is None else f"{m['retrieved_mean']:.1f}",
+            f"{m['seconds_mean']:.3f}" if timed else "-", f"{m['seconds_p90']:.3f}" if timed else "-",
+        ])
+    return rows
+
+
+def confidence_rows(block: dict) -> list[list[str]]:
+    rows = []
+    for shipped, refit in zip(block["abstention"], block["refit"]["abstention"]):
+        rows.append([f"{shipped['threshold']:.1f}",
+                     f"{shipped['answered']:.3f}", _acc(shipped["accuracy"]),
+                     f"{refit['answered']:.3f}", _acc(refit["accuracy"])])
+    return rows
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _threshold(value: float | None) -> str:
+    return "none" if value is None else f"{value:.1f}"
+
+
+def print_text(doc: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    out = Console(highlight=False, soft_wrap=False)
+    if not out.is_terminal:  # a pipe or a file: rich's 80 columns would fold the table
+        out = Console(highlight=False, soft_wrap=False, width=150)
+    for line in header_lines(doc):
+        out.print(Text(line))
+    for note in doc["notes"]:
+        out.print(Text(f"note: {note}"))
+    table = Table(show_edge=False)
+    for i, column in enumerate(_COLUMNS):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in metric_rows(doc):
+        table.add_row(*row)
+    out.print()
+    out.print(table)
+    for ranker, block in doc["confidence"].items():
+        out.print()
+        table = Table(title=f"{ranker}: answer only when confidence >= threshold (accuracy = top-{block['hit_k']})",
+                      title_justify="left", show_edge=False)
+        for column in ("threshold", "answered", "accuracy", "answered (refit)", "accuracy (refit)"):
+            table.add_column(column, justify="right")
+        for row in confidence_rows(block):
+            table.add_row(*row)
+        out.print(table)
+        out.print(Text(f"90% precision from threshold: {_threshold(block['threshold_90'])} "
+                       f"(shipped calibration, {block['calibration']['info'].get('source', 'fitted')}); "
+                       f"{_threshold(block['refit']['threshold_90'])} (refit: a={block['refit']['calibration']['a']:.3f}, "
+                       f"b={block['refit']['calibration']['b']:.3f})"))
+    if doc["output"]:
+        out.print(Text(f"\nresults: {doc['output']}" + (f" ({doc['resumed']} outcome(s) resumed)" if doc["resumed"] else "")))
+
+
+def _md_table(columns: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(doc: dict, path: Path) -> list[Path]:
+    """The Markdown report and its PNGs (beside it); returns the files written."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise BadInputError(f"--report needs matplotlib ({e}); install it with `pip install 'rcahook[report]'`"
+                            " or drop --report") from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    topk_png = path.with_name(f"{path.stem}-topk.png")
+    coverage_png = path.with_name(f"{path.stem}-abstention.png")
+    s = doc["settings"]
+    subtitle = f"{Path(doc['repository']).name} {doc['head'][:12]}, window {s['window']}, {s['track']} track"
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for ranker, m in doc["metrics"].items():
+        curve = m["topk_curve"]
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3,
+                linestyle="--" if ranker in ("random", "recency", "bm25", "path-overlap") else "-", label=ranker)
+    ax.set(xlabel="k", ylabel="share of investigations with the culprit in the top k", ylim=(0, 1),
+           title=f"top-k, {subtitle}")
+    ax.set_xticks(range(1, 21, 2))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(topk_png, dpi=120)
+    plt.close(fig)
+    written = [topk_png]
+
+    if doc["confidence"]:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for ranker, block in doc["confidence"].items():
+            points = block["coverage_curve"]
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{ranker}")
+            # the thresholds 0.1..0.9 on the curve: dots for the shipped calibration, crosses refit
+            for rows, marker in ((block["abstention"], "k."), (block["refit"]["abstention"], "kx")):
+                for row in rows:
+                    if row["accuracy"] is not None:
+                        ax.plot(row["answered"], row["accuracy"], marker, markersize=4)
+                        ax.annotate(f"{row['threshold']:.1f}", (row["answered"], row["accuracy"]), fontsize=7)
+        ax.axhline(0.9, color="grey", linewidth=0.8, linestyle=":")
+        ax.set(xlabel="share of investigations answered", ylabel=f"top-{HIT_K} accuracy of those answered",
+               xlim=(0, 1), ylim=(0, 1.02), title=f"abstention, {subtitle}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(coverage_png, dpi=120)
+        plt.close(fig)
+        written.append(coverage_png)
+
+    parts = ["# rcahook backtest", "", *[f"- {line}" for line in header_lines(doc)]]
+    parts += [f"- note: {note}" for note in doc["notes"]]
+    parts += ["", "## Rankers and baselines", "", _md_table(_COLUMNS, metric_rows(doc)), "",
+              "Random is the expectation over orders of each window (top-k = k/W, MRR = H_W/W). "
+              "MRR counts a culprit missing from the final list as 0.", "",
+              f"![top-k curve]({topk_png.name})", ""]
+    for ranker, block in doc["confidence"].items():
+        parts += [f"## Confidence: {ranker}", "",
+                  f"Answer only when the calibrated confidence is at least the threshold; accuracy is the "
+                  f"top-{block['hit_k']} hit rate of the investigations answered. Shipped calibration: "
+                  f"a={block['calibration']['a']:.3f}, b={block['calibration']['b']:.3f} "
+                  f"({block['calibration']['info'].get('source', 'fitted')}); refit on this run (in-sample): "
+                  f"a={block['refit']['calibration']['a']:.3f}, b={block['refit']['calibration']['b']:.3f}.", "",
+                  _md_table(("threshold", "answered", "accuracy", "answered (refit)", "accuracy (refit)"),
+                            confidence_rows(block)), "",
+                  f"Lowest threshold with 90% precision: {_threshold(block['threshold_90'])} (shipped), "
+                  f"{_threshold(block['refit']['threshold_90'])} (refit).", ""]
+    if len(written) > 1:
+        parts += [f"![accuracy against coverage]({coverage_png.name})", ""]
+    path.write_text("\n".join(parts) + "\n")
+    return [path, *written]

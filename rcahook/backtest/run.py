@@ -1,0 +1,342 @@
+"""Replay mined investigations with only what protocol v1 lets a ranker see, and record
+one outcome per (investigation, ranker) in a resumable JSONL results file.
+
+Every ranker goes through `rcahook.ranking.rank`, the function `investigate` calls, with
+the window as the search space and F^ as the revision: the retriever's history models
+(word/file associations, earlier culprit links, ownership) are built from commits
+reachable from F^ only, so nothing after F^ leaks in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rcahook.backtest.baselines import BaselineRanker
+from rcahook.backtest.metrics import Outcome
+from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation, mine_investigations
+from rcahook.confidence import raw_confidence
+from rcahook.errors import BadInputError, ConfigError
+from rcahook.features import Query
+from rcahook.history import History
+from rcahook.progress import Progress
+from rcahook.ranking import Ranking, RankerSpec, rank
+from rcahook.scorer import WEIGHTS_FILE, Weights, default_weights, load_weights
+
+FEATURE_RANKERS = ("features", "features-default")
+LLM_RANKERS = ("election", "logprob")
+STORED_BASELINES = ("recency", "bm25", "path-overlap")  # random is analytic: nothing to store
+RESULTS_FORMAT = "rcahook.backtest.results/1"
+
+
+@dataclass(frozen=True)
+class Settings:
+    window: int = 500
+    track: str = "title"  # "title" | "paths" (the paths F modifies are the impacted locations)
+    rankers: tuple[str, ...] = ("features",)  # measured rankers; baselines always run too
+    llm_top: int = 40  # how many of the features ranking the LLM re-ranks
+    model: str | None = None
+    llm_url: str | None = None
+    llm_model: str | None = None
+    limit: int | None = None  # only the N most recent investigations
+    sample: int | None = None  # a seeded random sample of N investigations
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    source: str  # "learned" | "default"
+    path: str | None
+    info: dict
+    fingerprint: str
+    cutoff_time: int | None  # learned weights only: investigations whose fix is later are evaluated
+
+
+@dataclass
+class BacktestResult:
+    repository: str
+    head: str
+    settings: Settings
+    rankers: tuple[str, ...]  # what was measured, baselines included, in display order
+    investigations: list[Investigation]  # evaluated, newest first
+    outcomes: dict[str, list[Outcome]]  # ranker -> aligned with investigations (random: none)
+    weights: WeightsInfo
+    mined: int
+    excluded_by_cutoff: int = 0
+    index_dir: str | None = None
+    output: str | None = None
+    resumed: int = 0  # outcomes read back from the results file instead of recomputed
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_rankers(values: Sequence[str]) -> tuple[str, ...]:
+    """--ranker may repeat and may list several, comma-separated; baselines are implied."""
+    from rcahook.backtest.baselines import BASELINES
+
+    names: list[str] = []
+    for value in values:
+        names.extend(v.strip() for v in value.split(",") if v.strip())
+    known = FEATURE_RANKERS + LLM_RANKERS + BASELINES
+    for name in names:
+        if name not in known:
+            raise BadInputError(f"unknown ranker {name!r}; expected one of {', '.join(known)}")
+    return tuple(n for n in dict.fromkeys(names) if n not in BASELINES)
+
+
+def baselines_for(track: str) -> tuple[str, ...]:
+    return ("random", "recency", "bm25") + (("path-overlap",) if track == "paths" else ())
+
+
+def describe_weights(weights: Weights, path: Path | None) -> WeightsInfo:
+    blob = json.dumps({"names": list(weights.names), "values": [round(float(v), 6) for v in weights.values]})
+    cutoff = weights.info.get("cutoff_time") if path is not None else None
+    return WeightsInfo("learned" if path is not None else "default", str(path) if path else None,
+                       dict(weights.info), hashlib.sha256(blob.encode()).hexdigest()[:16],
+                       int(cutoff) if cutoff is not None else None)
+
+
+def query_for(inv: Investigation, track: str) -> Query:
+    """The incident as the protocol states it: title and time; the paths only on that track."""
+    return Query(title=inv.title, time=inv.time, impacted_paths=inv.paths if track == "paths" else ())
+
+
+def select(investigations: list[Investigation], *, limit: int | None, sample: int | None,
+           seed: int) -> list[Investigation]:
+    """The most recent `limit`, then a seeded sample of `sample`; newest first either way."""
+    chosen = investigations[:limit] if limit is not None else investigations
+    if sample is not None and sample < len(chosen):
+        keep = set(random.Random(seed).sample(range(len(chosen)), sample))
+        chosen = [inv for i, inv in enumerate(chosen) if i in keep]
+    return chosen
+
+
+class Replayer:
+    """Replays one investigation with one ranker; holds what is shared across investigations
+    (the History with its caches, the culprit links, the baselines' document cache)."""
+
+    def __init__(self, history: History, *, track: str, weights: Weights, culprits: dict[str, str],
+                 default: Weights | None = None, load_backend: Callable[[], object] | None = None,
+                 llm_top: int = 40, seed: int = 0, diff_text: Callable[[str], str] | None = None):
+        self.history = history
+        self.track = track
+        self.weights = weights
+        self.default = default or default_weights()
+        self.culprits = culprits
+        self.load_backend = load_backend
+        self._backend: object | None = None
+        self.llm_top = llm_top
+        self.seed = seed
+        self.diff_text = diff_text
+        self.baselines = BaselineRanker(history)
+
+    @property
+    def backend(self) -> object:
+        """Loaded on first use, so a resumed run whose LLM outcomes are all stored loads nothing."""
+        if self._backend is None:
+            assert self.load_backend is not None, "LLM rankers need a load_backend"
+            self._backend = self.load_backend()
+        return self._backend
+
+    def ranking(self, inv: Investigation, ranker: str) -> Ranking:
+        """What `investigate` would have shown for this investigation at F^."""
+        if ranker in LLM_RANKERS:
+            spec = RankerSpec(name=ranker, weights=self.weights, backend=self.backend,
+                              llm_top=self.llm_top, seed=self.seed)
+        else:
+            spec = RankerSpec(name="features",
+                              weights=self.default if ranker == "features-default" else self.weights)
+        return rank(self.history, query_for(inv, self.track), inv.candidates, inv.parent, spec=spec,
+                    culprits=self.culprits, diff_text=self.diff_text if ranker in LLM_RANKERS else None)
+
+    def outcome(self, inv: Investigation, ranker: str) -> Outcome:
+        started = time.perf_counter()
+        if ranker in STORED_BASELINES:
+            if ranker == "recency":
+                order = self.baselines.recency(inv.candidates)
+            elif ranker == "bm25":
+                order = self.baselines.bm25(inv.title, inv.candidates)
+            else:
+                order = self.baselines.path_overlap(inv.paths, inv.candidates)
+            return Outcome(inv.fix, ranker, inv.rank_of(order), len(inv.candidates),
+                           seconds=time.perf_counter() - started)
+        ranking = self.ranking(inv, ranker)
+        final = [c.sha for c in ranking.candidates]
+        stage1 = [c.sha for c in ranking.retrieval.candidates]
+        raw = None
+        if ranker in FEATURE_RANKERS:
+            raw = raw_confidence([c.probability for c in ranking.candidates[:5]])
+        return Outcome(inv.fix, ranker, inv.rank_of(final), len(inv.candidates),
+                       retrieved=len(stage1), stage1=inv.culprit in stage1,
+                       seconds=time.perf_counter() - started, raw=raw)
+
+
+def _names_repository(info: dict, repository: str) -> str | None:
+    """The repository's name when the weights' info mentions it as a word (mirrors are
+    laid out as owner+name/repo)."""
+    path = Path(repository)
+    name = path.name.lower().removesuffix(".git")
+    if name in ("", "repo", "git"):
+        name = path.parent.name.lower().removesuffix(".git")
+    name = name.split("+")[-1]
+    text = json.dumps(list(info.values())).lower()
+    if len(name) >= 3 and re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", text):
+        return name
+    return None
+
+
+# --- the results file ----------------------------------------------------------------------
+
+def ranker_config(ranker: str, settings: Settings, weights: WeightsInfo, default: WeightsInfo) -> dict:
+    """What must not change for a stored outcome of this ranker to be reused."""
+    if ranker == "features":
+        return {"weights": weights.fingerprint}
+    if ranker == "features-default":
+        return {"weights": default.fingerprint}
+    if ranker in LLM_RANKERS:
+        return {"weights": weights.fingerprint, "llm_top": settings.llm_top, "model": settings.model,
+                "llm_url": settings.llm_url, "llm_model": settings.llm_model, "seed": settings.seed}
+    return {"baseline": 1}
+
+
+_GLOBAL_KEYS = ("protocol", "head", "window", "track")
+
+
+class ResultsFile:
+    """JSONL: header lines (one per run) recording settings, then one line per outcome."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.header = header
+        self.done: dict[tuple[str, str], Outcome] = {}
+
+    def load(self) -> None:
+        """Read back a previous run's outcomes; its settings must match this run's."""
+        if not self.path.exists():
+            return
+        configs: dict[str, dict] = {}
+        for lineno, line in enumerate(self.path.read_text().splitlines(), start=1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by an interrupted run; it is redone
+            if row.get("type") == "header":
+                for key in _GLOBAL_KEYS:
+                    if row.get(key) != self.header[key]:
+                        raise ConfigError(
+                            f"{self.path} line {lineno} was written with {key}={row.get(key)!r}, this run has "
+                            f"{key}={self.header[key]!r}; resume with the same settings, or drop --resume "
+                            "(or pass another --output) to start afresh")
+                configs.update(row.get("rankers", {}))
+            elif row.get("type") == "result":
+                self.done[(row["fix"], row["ranker"])] = Outcome(
+                    row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"),
+                    row.get("stage1"), row.get("seconds", 0.0), row.get("raw"))
+        for ranker, config in self.header["rankers"].items():
+            if ranker in configs and configs[ranker] != config:
+                raise ConfigError(
+                    f"{self.path} holds {ranker} results made with {configs[ranker]}, this run uses {config}; "
+                    "resume with the same weights and model settings, or drop --resume to start afresh")
+
+    def open(self, *, resume: bool):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists():
+            _drop_partial_line(self.path)
+            f = open(self.path, "a")
+        else:
+            f = open(self.path, "w")
+        f.write(json.dumps(self.header) + "\n")
+        f.flush()
+        return f
+
+
+def _drop_partial_line(path: Path) -> None:
+    """An interrupted write can leave half a line; appending after it would spoil the next."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def outcome_line(o: Outcome) -> str:
+    return json.dumps({"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank,
+                       "window": o.window, "retrieved": o.retrieved, "stage1": o.stage1,
+                       "seconds": round(o.seconds, 4), "raw": o.raw})
+
+
+# --- the run -------------------------------------------------------------------------------
+
+def _evaluated(history: History, mined: list[Investigation], *, rankers: Sequence[str], learned: bool,
+               weights: WeightsInfo, repository: str) -> tuple[list[Investigation], list[str]]:
+    """The investigations the weights may be measured on, and what the output must say about them."""
+    notes: list[str] = []
+    uses_learned = learned and any(r in ("features",) + LLM_RANKERS for r in rankers)
+    if uses_learned and weights.cutoff_time is not None:
+        # a time split: learned weights are only measured on fixes made after their data ended
+        fix_time = {c.sha: c.committer_time for c in history.commits(inv.fix for inv in mined)}
+        kept = [inv for inv in mined if fix_time[inv.fix] > weights.cutoff_time]
+        notes.append(f"time split: learned weights have a cut-off at {weights.cutoff_time}; "
+                     f"{len(mined) - len(kept)} investigation(s) fixed before it are left out")
+        return kept, notes
+    if uses_learned:
+        notes.append(f"learned weights ({weights.path}) record no cut-off (info.cutoff_time): they may have "
+                     "been fitted on these very investigations, so the features figures can be in-sample")
+    elif not learned and any(r in FEATURE_RANKERS + LLM_RANKERS for r in rankers):
+        named = _names_repository(weights.info, repository)
+        if named:
+            notes.append(f"the default weights' info names {named!r}: they may have been fitted on this "
+                         "repository's investigations, so the features figures can be in-sample")
+    return mined, notes
+
+
+def run_backtest(history: History, *, repository: str, head: str, settings: Settings,
+                 index_dir: Path | None, output: Path, resume: bool = False,
+                 diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
+                 load_backend: Callable[[], object] | None = None) -> BacktestResult:
+    weights_path = index_dir / WEIGHTS_FILE if index_dir is not None else None
+    learned = weights_path is not None and weights_path.is_file()
+    weights = load_weights(index_dir)
+    winfo = describe_weights(weights, weights_path if learned else None)
+    default = default_weights()
+    measured = settings.rankers + baselines_for(settings.track)
+    stored = [r for r in measured if r != "random"]
+
+    mined = mine_investigations(history, head, window=settings.window)
+    kept, notes = _evaluated(history, mined, rankers=settings.rankers, learned=learned, weights=winfo,
+                             repository=repository)
+    investigations = select(kept, limit=settings.limit, sample=settings.sample, seed=settings.seed)
+
+    dinfo = describe_weights(default, None)
+    header = {"type": "header", "format": RESULTS_FORMAT, "protocol": PROTOCOL_VERSION, "repository": repository,
+              "head": head, "window": settings.window, "track": settings.track,
+              "rankers": {r: ranker_config(r, settings, winfo, dinfo) for r in stored},
+              "started": int(time.time())}
+    results = ResultsFile(output, header)
+    if resume:
+        results.load()
+    replayer = Replayer(history, track=settings.track, weights=weights, default=default,
+                        culprits=history.culprit_of(), load_backend=load_backend, llm_top=settings.llm_top,
+                        seed=settings.seed, diff_text=diff_text)
+    outcomes: dict[str, list[Outcome]] = {r: [] for r in stored}
+    reused = 0
+    progress = progress or Progress(enabled=False)
+    with results.open(resume=resume) as f, progress.task(f"backtest ({len(investigations)} investigations)",
+                                                         total=len(investigations)) as advance:
+        for inv in investigations:
+            for ranker in stored:
+                o = results.done.get((inv.fix, ranker))
+                if o is None:
+                    o = replayer.outcome(inv, ranker)
+                    f.write(outcome_line(o) + "\n")
+                    f.flush()
+                else:
+                    reused += 1
+                outcomes[ranker].append(o)
+            advance(1)
+    return BacktestResult(repository, head, settings, measured, investigations, outcomes, winfo, len(mined),
+                          len(mined) - len(kept), str(index_dir) if index_dir else None, str(output), reused,
+                          notes)

@@ -1,0 +1,94 @@
+"""`rcahook backtest`: replay real history (protocol v1) and measure rankers against baselines."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+from rcahook.commands.common import index_path, open_history, open_repo, print_json, say
+from rcahook.errors import BadInputError, NotFoundError
+from rcahook.gitrepo import Repo
+from rcahook.progress import Progress
+
+
+def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[str, ...], model: str | None,
+        llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None, sample: int | None,
+        seed: int, task: str, output: str | None, resume: bool, fmt: str, report: str | None,
+        no_update: bool) -> int:
+    for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top)):
+        if value is not None and value < 1:
+            raise BadInputError(f"{name} {value}: expected a positive number")
+    r = open_repo(repo)
+    # Indexed as `investigate` indexes, so the touched definitions the features use are there;
+    # the HEAD code graph this also builds is never given to a replay (it postdates F^).
+    history = open_history(r, db, update=not no_update, graph=_graph_available(), quiet=fmt == "json")
+    try:
+        if task == "risk":
+            return _run_risk(r, history, fmt=fmt, report=report, output=output)
+        return _run_rca(r, history, db=db, window=window, track=track, rankers=rankers, model=model,
+                        llm_url=llm_url, llm_model=llm_model, llm_top=llm_top, limit=limit, sample=sample,
+                        seed=seed, output=output, resume=resume, fmt=fmt, report=report)
+    finally:
+        history.close()
+
+
+def _graph_available() -> bool:
+    """Whether this install builds the code graph while indexing (optional, see codegraph/)."""
+    return all(importlib.util.find_spec(f"rcahook.codegraph.{m}") is not None for m in ("build", "history", "graph"))
+
+
+def _run_risk(r: Repo, history, *, fmt: str, report: str | None, output: str | None) -> int:
+    try:
+        risk = importlib.import_module("rcahook.backtest.risk")
+    except ModuleNotFoundError as e:
+        if e.name != "rcahook.backtest.risk":
+            raise
+        raise BadInputError("--task risk: the risk backtest (rcahook.backtest.risk) is not part of this "
+                            "rcahook yet; use --task rca") from None
+    return risk.run_risk(repo=r, history=history, fmt=fmt, report=report, output=output)
+
+
+def repository_slug(r: Repo) -> str:
+    """A short name for file names: the work tree's directory, or the bare directory's."""
+    base = r.workdir if r.workdir is not None else r.git_dir
+    name = base.name.removesuffix(".git")
+    if name in ("", "repo", "git"):  # mirrors laid out as <name>/repo
+        name = base.parent.name.removesuffix(".git")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "repository"
+
+
+def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, rankers: tuple[str, ...],
+             model: str | None, llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None,
+             sample: int | None, seed: int, output: str | None, resume: bool, fmt: str,
+             report: str | None) -> int:
+    from rcahook.backtest.report import build_document, print_text, write_report
+    from rcahook.backtest.run import Settings, parse_rankers, run_backtest
+
+    settings = Settings(window=window, track=track, rankers=parse_rankers(rankers), llm_top=llm_top,
+                        model=model, llm_url=llm_url, llm_model=llm_model, limit=limit, sample=sample, seed=seed)
+    head = r.resolve("HEAD")
+    try:
+        history.commit(head)
+    except NotFoundError:
+        raise NotFoundError(f"HEAD {head[:12]} is not in the index at {index_path(r, db)}; run without "
+                            "--no-update (or `rcahook index`) first") from None
+    index_dir = index_path(r, db).parent
+    out = Path(output) if output else index_dir / f"backtest-{repository_slug(r)}-{track}-{window}.jsonl"
+
+    def backend():
+        from rcahook.llm.backend import load_backend
+        return load_backend(model, llm_url=llm_url, llm_model=llm_model)
+
+    result = run_backtest(history, repository=str(r.workdir or r.git_dir), head=head, settings=settings,
+                          index_dir=index_dir, output=out, resume=resume, diff_text=r.diff_text,
+                          progress=Progress(), load_backend=backend)
+    doc = build_document(result)
+    if report:
+        for path in write_report(doc, Path(report)):
+            say(f"wrote {path}")
+    if fmt == "json":
+        print_json(doc)
+    else:
+        print_text(doc)
+    return 0
