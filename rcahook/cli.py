@@ -191,6 +191,7 @@ def feedback(**kwargs) -> None:
 @click.option("--sample", type=int, default=None, help="A random sample of N investigations.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--task", type=click.Choice(["rca", "risk"]), default="rca", show_default=True)
+@click.option("--split", default=None, help="Risk track: train/test split date (ISO 8601; default: 70%% of history).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Results file (JSONL, written as they come; default under the index dir).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from --output.")
@@ -263,7 +264,7 @@ def train_data(**kwargs) -> None:
     _run("train_data", **kwargs)
 
 
-def _log_crash() -> str:
+def log_crash() -> str:
     base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rcahook"
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # a bug: keep the traceback for the report, show one line
-        log = _log_crash()
+        log = log_crash()
         click.echo(f"rcahook: internal error: {type(e).__name__}: {e} (details in {log}; please report it)",
                    err=True)
         return 70

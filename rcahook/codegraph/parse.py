@@ -7,33 +7,22 @@ from __future__ import annotations
 import bisect
 import importlib
 import json
-import posixpath
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
+from itertools import accumulate, repeat
+from operator import add
 
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
-_EXTENSIONS = {
-    ".py": "python", ".pyi": "python",
-    ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp",
-    ".go": "go",
-    ".java": "java",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
-    ".tsx": "tsx",
-    ".rs": "rust",
-}
-SUPPORTED_LANGUAGES: tuple[str, ...] = (
-    "python", "c", "cpp", "go", "java", "javascript", "typescript", "tsx", "rust",
-)
+from rcahook.codegraph.grammars import GRAMMARS as _GRAMMARS
+from rcahook.codegraph.grammars import SUPPORTED_LANGUAGES, language_for  # noqa: F401 (re-exported)
 
 
-def language_for(path: str) -> str | None:
-    return _EXTENSIONS.get(posixpath.splitext(path)[1].lower())
+Hunk = tuple[int, int, int, int]  # a diff hunk: old_start, old_lines, new_start, new_lines
 
 
 @dataclass(frozen=True)
@@ -96,202 +85,6 @@ class ParsedFile:
         return cls(lang, definitions, references, imports)
 
 
-# --- grammars and queries -------------------------------------------------------------------
-# Definition patterns capture the node as @def.<kind> and its name as @name, or, for C-like
-# declarators (int *(*f)(void)), the declarator chain as @declarator; @scope is an explicit
-# qualifier (a Go receiver); @body ends a definition made of two sibling nodes (a C function
-# defined by a macro: SYSCALL_DEFINE2(open, ...) { ... } is named "open"). Call patterns
-# capture @name with an optional @qual receiver, or a whole a::b::c path as @path. Import
-# patterns capture @import nodes for the language's import reader.
-#
-# A query costs about as much as a walk over the whole tree, so definitions are only looked for
-# among the children of `containers` (files, class bodies, preprocessor blocks; not function
-# bodies in C), found by a Python walk; None searches the whole tree (JS defines functions in
-# any expression, Python in any block).
-
-_C_DEFS = """
-(function_definition declarator: (_) @declarator) @def.function
-(struct_specifier name: (_) @name body: (_)) @def.struct
-(union_specifier name: (_) @name body: (_)) @def.union
-(enum_specifier name: (_) @name body: (_)) @def.enum
-(preproc_def name: (_) @name) @def.macro
-(preproc_function_def name: (_) @name) @def.macro
-(type_definition declarator: (_) @declarator) @def.type
-((expression_statement (call_expression function: (identifier)
-   arguments: (argument_list . (identifier) @name))) @def.function . (compound_statement) @body)
-"""
-_C_CONTAINERS = frozenset({
-    "translation_unit", "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif", "preproc_elifdef",
-    "type_definition", "declaration", "struct_specifier", "union_specifier", "field_declaration_list",
-    "field_declaration", "ERROR",
-})
-_C_CALLS = """
-(call_expression function: (identifier) @name)
-(call_expression function: (field_expression argument: (_) @qual field: (field_identifier) @name))
-"""
-_JS_COMMON_DEFS = """
-(function_declaration name: (identifier) @name) @def.function
-(generator_function_declaration name: (identifier) @name) @def.function
-(class_declaration name: (_) @name) @def.class
-(method_definition name: (_) @name) @def.method
-(variable_declarator name: (identifier) @name
-  value: [(arrow_function) (function_expression) (generator_function)]) @def.function
-(variable_declarator name: (identifier) @name value: (class)) @def.class
-(assignment_expression left: [(identifier) @name (member_expression property: (property_identifier) @name)]
-  right: [(arrow_function) (function_expression)]) @def.function
-(pair key: (property_identifier) @name value: [(arrow_function) (function_expression)]) @def.function
-"""
-_JS_DEFS = _JS_COMMON_DEFS + """
-(field_definition property: (property_identifier) @name
-  value: [(arrow_function) (function_expression)]) @def.function
-"""
-_TS_DEFS = _JS_COMMON_DEFS + """
-(public_field_definition name: (property_identifier) @name
-  value: [(arrow_function) (function_expression)]) @def.function
-(abstract_class_declaration name: (_) @name) @def.class
-(interface_declaration name: (_) @name) @def.interface
-(type_alias_declaration name: (_) @name) @def.type
-(enum_declaration name: (_) @name) @def.enum
-(internal_module name: (_) @name) @def.namespace
-"""
-_JS_CALLS = """
-(call_expression function: (identifier) @name)
-(call_expression function: (member_expression object: (_) @qual property: (_) @name))
-(new_expression constructor: (identifier) @name)
-(new_expression constructor: (member_expression object: (_) @qual property: (_) @name))
-"""
-_JS_IMPORTS = """
-(import_statement) @import
-(export_statement source: (_)) @import
-(call_expression function: [(identifier) (import)] @fn arguments: (arguments . (string))
-  (#any-of? @fn "require" "import")) @import
-"""
-
-
-@dataclass(frozen=True)
-class _Grammar:
-    module: str
-    function: str
-    defs: str
-    calls: str
-    imports: str
-    containers: frozenset[str] | None
-    nested_names: bool = True  # False: qualnames are bare names (C)
-
-
-_GRAMMARS = {
-    "python": _Grammar(
-        "tree_sitter_python", "language",
-        defs="""
-        (function_definition name: (identifier) @name) @def.function
-        (class_definition name: (identifier) @name) @def.class
-        """,
-        calls="""
-        (call function: (identifier) @name)
-        (call function: (attribute object: (_) @qual attribute: (identifier) @name))
-        """,
-        imports="[(import_statement) (import_from_statement)] @import",
-        containers=None),  # defs sit in any block; walking them all costs more than the query
-    "c": _Grammar(
-        "tree_sitter_c", "language", _C_DEFS, _C_CALLS,
-        imports="(preproc_include) @import", containers=_C_CONTAINERS, nested_names=False),
-    "cpp": _Grammar(
-        "tree_sitter_cpp", "language",
-        defs=_C_DEFS + """
-        (class_specifier name: (_) @name body: (_)) @def.class
-        (namespace_definition name: (_) @name) @def.namespace
-        (alias_declaration name: (_) @name) @def.type
-        """,
-        calls=_C_CALLS + """
-        (call_expression function: (qualified_identifier) @path)
-        (call_expression function: (template_function name: (identifier) @name))
-        (call_expression function: (field_expression argument: (_) @qual
-          field: (template_method name: (field_identifier) @name)))
-        (new_expression type: [(type_identifier) @name (template_type name: (type_identifier) @name)])
-        (new_expression type: (qualified_identifier) @path)
-        """,
-        imports="(preproc_include) @import",
-        containers=_C_CONTAINERS | {
-            "linkage_specification", "declaration_list", "namespace_definition", "template_declaration",
-            "class_specifier"}),
-    "go": _Grammar(
-        "tree_sitter_go", "language",
-        defs="""
-        (function_declaration name: (identifier) @name) @def.function
-        (method_declaration receiver: (parameter_list (parameter_declaration type: [
-            (type_identifier) @scope (generic_type type: (type_identifier) @scope)
-            (pointer_type [(type_identifier) @scope (generic_type type: (type_identifier) @scope)])]))
-          name: (_) @name) @def.method
-        (type_spec name: (_) @name type: (struct_type)) @def.struct
-        (type_spec name: (_) @name type: (interface_type)) @def.interface
-        (type_spec name: (_) @name type: [(type_identifier) (qualified_type) (pointer_type)
-          (function_type) (map_type) (slice_type) (array_type) (channel_type) (generic_type)]) @def.type
-        (type_alias name: (_) @name) @def.type
-        """,
-        calls="""
-        (call_expression function: (identifier) @name)
-        (call_expression function: (selector_expression operand: (_) @qual field: (field_identifier) @name))
-        """,
-        imports="(import_spec) @import",
-        containers=frozenset({"source_file", "type_declaration", "ERROR"})),
-    "java": _Grammar(
-        "tree_sitter_java", "language",
-        defs="""
-        (class_declaration name: (_) @name) @def.class
-        (record_declaration name: (_) @name) @def.class
-        (interface_declaration name: (_) @name) @def.interface
-        (annotation_type_declaration name: (_) @name) @def.interface
-        (enum_declaration name: (_) @name) @def.enum
-        (method_declaration name: (_) @name) @def.method
-        (constructor_declaration name: (_) @name) @def.method
-        """,
-        calls="""
-        (method_invocation object: (_)? @qual name: (identifier) @name)
-        (object_creation_expression type: [(type_identifier) @name (generic_type (type_identifier) @name)
-          (scoped_type_identifier) @path])
-        """,
-        imports="(import_declaration) @import",
-        containers=frozenset({
-            "program", "class_declaration", "class_body", "interface_declaration", "interface_body",
-            "enum_declaration", "enum_body", "enum_body_declarations", "enum_constant",
-            "record_declaration", "annotation_type_declaration", "annotation_type_body", "ERROR",
-        })),
-    "javascript": _Grammar("tree_sitter_javascript", "language", _JS_DEFS, _JS_CALLS, _JS_IMPORTS, None),
-    "typescript": _Grammar(
-        "tree_sitter_typescript", "language_typescript", _TS_DEFS, _JS_CALLS, _JS_IMPORTS, None),
-    "tsx": _Grammar("tree_sitter_typescript", "language_tsx", _TS_DEFS, _JS_CALLS, _JS_IMPORTS, None),
-    "rust": _Grammar(
-        "tree_sitter_rust", "language",
-        defs="""
-        (function_item name: (_) @name) @def.function
-        (function_signature_item name: (_) @name) @def.function
-        (struct_item name: (_) @name) @def.struct
-        (union_item name: (_) @name) @def.union
-        (enum_item name: (_) @name) @def.enum
-        (trait_item name: (_) @name) @def.trait
-        (impl_item type: [(type_identifier) @name (generic_type type: (type_identifier) @name)
-          (scoped_type_identifier name: (type_identifier) @name)]) @def.impl
-        (macro_definition name: (_) @name) @def.macro
-        (mod_item name: (_) @name body: (_)) @def.module
-        (type_item name: (_) @name) @def.type
-        """,
-        calls="""
-        (call_expression function: [(identifier) @name (generic_function function: (identifier) @name)])
-        (call_expression function: [
-            (field_expression value: (_) @qual field: (field_identifier) @name)
-            (generic_function function: (field_expression value: (_) @qual field: (field_identifier) @name))])
-        (call_expression function: [
-            (scoped_identifier path: (_) @qual name: (identifier) @name)
-            (generic_function function: (scoped_identifier path: (_) @qual name: (identifier) @name))])
-        (macro_invocation macro: (identifier) @name)
-        (macro_invocation macro: (scoped_identifier path: (_) @qual name: (identifier) @name))
-        """,
-        imports="(use_declaration argument: (_) @import)",
-        containers=frozenset({
-            "source_file", "mod_item", "declaration_list", "impl_item", "trait_item", "function_item",
-            "block", "ERROR"})),
-}
-
 # A definition's lines include these wrappers (decorators, template headers).
 _WRAPPERS = frozenset({"decorated_definition", "template_declaration"})
 # A function directly inside one of these is a method.
@@ -318,41 +111,147 @@ def _query(lang: str, part: str) -> Query:
 # --- parsing with reuse of the previous version's tree -----------------------------------------
 # Callers parse successive versions of the same path; an incremental re-parse of the edited
 # region is ~100x faster than a fresh parse. Parsers and trees are per thread (not thread-safe).
+# With the tree, the cache keeps the version's raw definitions: where the language allows,
+# the next version re-reads only the parts of the tree that changed (see _partial_definitions).
 _TREE_CACHE_BYTES = 1_000_000  # of source kept; a tree takes roughly 60 times its source
 _local = threading.local()
 
+# (start_byte, -end_byte, name, scope, kind, first line, last line): a definition as matched,
+# before nesting gives it a qualname; ordered as sorted() orders them, outer before inner.
+_RawDef = tuple[int, int, str, str, str, int, int]
 
-def _parse_tree(lang: str, path: str, data: bytes) -> Tree:
+
+class _Edit(NamedTuple):
+    old_start: int  # bytes of the old text replaced: old_start..old_end
+    old_end: int
+    new_start: int  # by new_start..new_end of the new text
+    new_end: int
+    rows: int  # lines added (or, negative, removed)
+    kwargs: dict  # Tree.edit's arguments, in the coordinates of the edits before it applied
+
+
+class _Reuse(NamedTuple):
+    raw: list[_RawDef]  # the previous version's
+    edits: list[_Edit]
+    changed: list[tuple[int, int]]  # byte ranges of the new text whose syntax may differ, merged
+
+
+def _parse_tree(lang: str, path: str, data: bytes, hunks: Sequence[Hunk] | None = None,
+                ) -> tuple[Tree, _Reuse | list[_RawDef] | None]:
+    """The tree, and what is known of its definitions: all of them (the same text as the cached
+    version), the previous version's with the edits between (a re-parse), or nothing."""
     if not hasattr(_local, "trees"):
         _local.parsers, _local.trees = {}, {}
     parser = _local.parsers.get(lang) or _local.parsers.setdefault(lang, Parser(_language(lang)))
     key = (lang, path)
     old = _local.trees.pop(key, None)
+    known: _Reuse | list[_RawDef] | None = None
+    starts = None  # line offsets, kept for the next version's hunks
     if old is None:
         tree = parser.parse(data)
     elif old[0] == data:
-        tree = old[1]
+        tree, known, starts = old[1], old[2], old[3]
     else:
-        tree = old[1]
-        _edit(tree, old[0], data)
-        tree = parser.parse(data, tree)
-    _local.trees[key] = (data, tree)
-    total = sum(len(d) for d, _ in _local.trees.values())
+        edits = None
+        if hunks:
+            old_starts = old[3] or _line_starts(old[0])
+            starts = _line_starts(data)
+            edits = _hunk_edits(old[0], data, hunks, old_starts, starts)
+        edits = edits or [_edit(old[0], data)]
+        old_tree = old[1]
+        for edit in edits:
+            old_tree.edit(**edit.kwargs)
+        tree = parser.parse(data, old_tree)
+        if old[2] is not None and _SPLIT.get(lang):
+            changed = [(r.start_byte, r.end_byte) for r in old_tree.changed_ranges(tree)]
+            changed += [(e.new_start, e.new_end) for e in edits]
+            known = _Reuse(old[2], edits, _merge_ranges(changed))
+    _local.trees[key] = [data, tree, None, starts]  # + its definitions, once read
+    total = sum(len(entry[0]) for entry in _local.trees.values())
     while total > _TREE_CACHE_BYTES and len(_local.trees) > 1:
         evicted = _local.trees.pop(next(iter(_local.trees)))
         total -= len(evicted[0])
-    return tree
+    return tree, known
 
 
-def _edit(tree: Tree, old: bytes, new: bytes) -> None:
-    """Describe old -> new to the tree as one edit spanning everything between equal ends."""
+def _remember_definitions(lang: str, path: str, raw: list[_RawDef]) -> None:
+    entry = _local.trees.get((lang, path))
+    if entry is not None:
+        entry[2] = raw
+
+
+def _edit(old: bytes, new: bytes) -> _Edit:
+    """old -> new as one edit spanning everything between equal ends."""
     prefix = _common_prefix(old, new)
     suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])
     old_end, new_end = len(old) - suffix, len(new) - suffix
-    tree.edit(
-        start_byte=prefix, old_end_byte=old_end, new_end_byte=new_end,
-        start_point=_point(old, prefix), old_end_point=_point(old, old_end),
-        new_end_point=_point(new, new_end))
+    kwargs = dict(start_byte=prefix, old_end_byte=old_end, new_end_byte=new_end,
+                  start_point=_point(old, prefix), old_end_point=_point(old, old_end),
+                  new_end_point=_point(new, new_end))
+    rows = new.count(b"\n", prefix, new_end) - old.count(b"\n", prefix, old_end)
+    return _Edit(prefix, old_end, prefix, new_end, rows, kwargs)
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [(lo, hi) for lo, hi in merged]
+
+
+def _line_starts(data: bytes) -> list[int]:
+    """Offsets where each line starts, then the end: line i is data[starts[i]:starts[i + 1]]."""
+    starts = list(accumulate(map(add, map(len, data.split(b"\n")), repeat(1)), initial=0))
+    if data and data[-1:] != b"\n":
+        starts[-1] = len(data)  # a last line without its newline
+    else:
+        starts.pop()
+    return starts
+
+
+def _hunk_edits(old: bytes, new: bytes, hunks: Sequence[Hunk], old_starts: list[int] | None = None,
+                new_starts: list[int] | None = None) -> list[_Edit] | None:
+    """One edit per diff hunk, or None when the hunks do not turn old into new.
+
+    A commit's edits are often far apart (an include at the top, a function at the bottom); as
+    one edit they would span, and re-parse, everything between. The text between hunks is
+    compared, so a wrong guess about which version the cached tree holds costs a fallback, never
+    a wrong tree.
+    """
+    old_starts = old_starts or _line_starts(old)
+    new_starts = new_starts or _line_starts(new)
+    edits = []
+    old_pos = new_pos = 0  # ends of the previous hunk
+    for old_start, old_lines, new_start, new_lines in sorted(hunks):
+        # with zero context, an empty side's start is the line before the change
+        first_old = old_start - 1 if old_lines else old_start
+        first_new = new_start - 1 if new_lines else new_start
+        if not (0 <= first_old and first_old + old_lines < len(old_starts)
+                and 0 <= first_new and first_new + new_lines < len(new_starts)):
+            return None
+        old_a, old_b = old_starts[first_old], old_starts[first_old + old_lines]
+        new_a, new_b = new_starts[first_new], new_starts[first_new + new_lines]
+        if old_a < old_pos or old_a - old_pos != new_a - new_pos or old[old_pos:old_a] != new[new_pos:new_a]:
+            return None
+        start = (first_new, 0)
+        kwargs = dict(start_byte=new_a, old_end_byte=new_a + old_b - old_a, new_end_byte=new_b,
+                      start_point=start, old_end_point=_advance(start, old[old_a:old_b]),
+                      new_end_point=_advance(start, new[new_a:new_b]))
+        edits.append(_Edit(old_a, old_b, new_a, new_b, new_lines - old_lines, kwargs))
+        old_pos, new_pos = old_b, new_b
+    if old[old_pos:] != new[new_pos:]:
+        return None
+    return edits or None
+
+
+def _advance(point: tuple[int, int], text: bytes) -> tuple[int, int]:
+    rows = text.count(b"\n")
+    if not rows:
+        return point[0], point[1] + len(text)
+    return point[0] + rows, len(text) - text.rfind(b"\n") - 1
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
@@ -372,12 +271,26 @@ def _point(data: bytes, offset: int) -> tuple[int, int]:
 
 # --- extraction ---------------------------------------------------------------------------------
 
-def parse_source(path: str, data: bytes, *, with_references: bool = True) -> ParsedFile | None:
+def parse_source(path: str, data: bytes, *, with_references: bool = True,
+                 hunks: Sequence[Hunk] | None = None) -> ParsedFile | None:
+    """Definitions (and, with references, calls and imports) of one file's source.
+
+    `hunks` (old_start, old_lines, new_start, new_lines; zero context lines) describe how the
+    version of `path` parsed last turned into `data`; they let the re-parse skip unchanged text.
+    """
     lang = language_for(path)
     if lang is None:
         return None
-    root = _parse_tree(lang, path, data).root_node
-    spans = _definitions(lang, root)
+    tree, known = _parse_tree(lang, path, data, hunks)
+    root = tree.root_node
+    if isinstance(known, list):
+        raw = known
+    elif known is not None:
+        raw = _reuse_definitions(lang, root, known)
+    else:
+        raw = sorted(_raw_definition(caps) for caps in _definition_matches(lang, root))
+    _remember_definitions(lang, path, raw)
+    spans = _nest(lang, raw)
     definitions = tuple(d for _, _, d in spans)
     if not with_references:
         return ParsedFile(lang, definitions, (), ())
@@ -428,26 +341,25 @@ def _definition_matches(lang: str, root: Node) -> Iterator[dict[str, list[Node]]
         stack.extend(child for child in container.children if child.type in containers)
 
 
-def _definitions(lang: str, root: Node) -> list[tuple[int, int, Definition]]:
-    """(start_byte, end_byte, definition) in file order, outer before inner."""
-    raw = []
-    for caps in _definition_matches(lang, root):
-        node = kind = None
-        for capture, nodes in caps.items():
-            if capture.startswith("def."):
-                node, kind = nodes[0], capture[4:]
-        name_node = caps["name"][0] if "name" in caps else _declarator_name(caps["declarator"][0])
-        scope, _, name = _text(name_node).rpartition("::")  # C++: Foo::bar, namespace a::b
-        scope = _text(caps["scope"][0]) if "scope" in caps else scope.replace("::", ".")
-        if scope and kind == "function":
-            kind = "method"  # defined outside its class
-        parent = node.parent
-        if parent is not None and parent.type in _WRAPPERS:
-            node = parent
-        last = caps["body"][0] if "body" in caps else node
-        raw.append((node.start_byte, -last.end_byte, name, scope, kind,
-                    node.start_point.row + 1, _end_line(last)))
-    raw.sort()
+def _raw_definition(caps: dict[str, list[Node]]) -> _RawDef:
+    node = kind = None
+    for capture, nodes in caps.items():
+        if capture.startswith("def."):
+            node, kind = nodes[0], capture[4:]
+    name_node = caps["name"][0] if "name" in caps else _declarator_name(caps["declarator"][0])
+    scope, _, name = _text(name_node).rpartition("::")  # C++: Foo::bar, namespace a::b
+    scope = _text(caps["scope"][0]) if "scope" in caps else scope.replace("::", ".")
+    if scope and kind == "function":
+        kind = "method"  # defined outside its class
+    parent = node.parent
+    if parent is not None and parent.type in _WRAPPERS:
+        node = parent
+    last = caps["body"][0] if "body" in caps else node
+    return (node.start_byte, -last.end_byte, name, scope, kind, node.start_point.row + 1, _end_line(last))
+
+
+def _nest(lang: str, raw: list[_RawDef]) -> list[tuple[int, int, Definition]]:
+    """(start_byte, end_byte, definition) in file order, outer before inner, with qualnames."""
     out: list[tuple[int, int, Definition]] = []
     stack: list[tuple[int, Definition]] = []  # (end_byte, definition) of the open definitions
     nested = _GRAMMARS[lang].nested_names
@@ -465,6 +377,81 @@ def _definitions(lang: str, root: Node) -> list[tuple[int, int, Definition]]:
         out.append((start_byte, -neg_end, definition))
         stack.append((-neg_end, definition))
     return out
+
+
+# --- definitions of a re-parsed version: the previous ones, and a re-read of what changed ---------
+# Nodes whose children are read one by one when only some of them changed: a file, and classes
+# (a Python class often holds most of its module). Only languages whose definitions are found
+# by one query over the whole tree; the others (containers, sibling patterns) read it all.
+_SPLIT: dict[str, frozenset[str]] = {
+    "python": frozenset({"module", "class_definition", "decorated_definition", "block"}),
+    **{lang: frozenset({"program", "class_declaration", "abstract_class_declaration", "class_body",
+                        "export_statement"})
+       for lang in ("javascript", "typescript", "tsx")},
+}
+
+
+def _split(lang: str, node: Node) -> bool:
+    kind = node.type
+    if kind not in _SPLIT[lang]:
+        return False
+    if kind == "block":  # a class body; a function's body is read whole
+        return node.parent is not None and node.parent.type == "class_definition"
+    if kind == "decorated_definition":
+        inner = node.child_by_field_name("definition")
+        return inner is not None and inner.type == "class_definition"
+    return True
+
+
+def _touches(lo: int, hi: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether lo..hi meets one of the sorted, disjoint ranges (ends included)."""
+    i = bisect.bisect_left(ranges, (lo,))
+    if i < len(ranges) and ranges[i][0] <= hi:
+        return True
+    return i > 0 and ranges[i - 1][1] >= lo
+
+
+def _reuse_definitions(lang: str, root: Node, known: _Reuse) -> list[_RawDef]:
+    """The new version's raw definitions: those of the previous version that no edit or syntax
+    change reached, moved by the edits before them, and a re-read of the nodes that changed."""
+    query = _query(lang, "defs")
+    own = QueryCursor(query)
+    own.set_max_start_depth(0)  # a class itself, not what it holds
+    fresh: list[_RawDef] = []
+    reread: list[tuple[int, int]] = []
+    stack = [(root, False)]
+    while stack:
+        node, wrapped = stack.pop()
+        if not wrapped and not _touches(node.start_byte, node.end_byte, known.changed):
+            continue
+        if _split(lang, node):
+            fresh.extend(_raw_definition(caps) for _, caps in own.matches(node))
+            # a decorated class's lines start at its decorators: a change there changes the class
+            inner = node.child_by_field_name("definition") if node.type == "decorated_definition" else None
+            stack.extend((child, child == inner) for child in node.children)
+        else:
+            fresh.extend(_raw_definition(caps) for _, caps in QueryCursor(query).matches(node))
+            reread.append((node.start_byte, node.end_byte))
+    reread.sort()
+    edits = known.edits
+    i = shift = rows = 0
+    for raw in known.raw:
+        start, end = raw[0], -raw[1]
+        while i < len(edits) and edits[i].old_end < start:
+            shift += edits[i].new_end - edits[i].new_start - (edits[i].old_end - edits[i].old_start)
+            rows += edits[i].rows
+            i += 1
+        if i < len(edits) and edits[i].old_start <= end:
+            continue  # edited: re-read, if it still exists
+        new_start, new_end = start + shift, end + shift
+        if _touches(new_start, new_end, known.changed):
+            continue
+        j = bisect.bisect_right(reread, (new_start, float("inf"))) - 1
+        if j >= 0 and reread[j][1] >= new_end:
+            continue  # inside a re-read node
+        fresh.append((new_start, -new_end, *raw[2:5], raw[5] + rows, raw[6] + rows))
+    fresh.sort()
+    return fresh
 
 
 def _references(lang: str, root: Node, spans: list[tuple[int, int, Definition]],

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from rcahook.progress import Progress
 
 def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[str, ...], model: str | None,
         llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None, sample: int | None,
-        seed: int, task: str, output: str | None, resume: bool, fmt: str, report: str | None,
+        seed: int, task: str, split: str | None, output: str | None, resume: bool, fmt: str, report: str | None,
         no_update: bool) -> int:
     for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top)):
         if value is not None and value < 1:
@@ -22,10 +21,10 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
     r = open_repo(repo)
     # Indexed as `investigate` indexes, so the touched definitions the features use are there;
     # the HEAD code graph this also builds is never given to a replay (it postdates F^).
-    history = open_history(r, db, update=not no_update, graph=_graph_available(), quiet=fmt == "json")
+    history = open_history(r, db, update=not no_update, quiet=fmt == "json")
     try:
         if task == "risk":
-            return _run_risk(r, history, fmt=fmt, report=report, output=output)
+            return _run_risk(r, history, fmt=fmt, report=report, output=output, split=split)
         return _run_rca(r, history, db=db, window=window, track=track, rankers=rankers, model=model,
                         llm_url=llm_url, llm_model=llm_model, llm_top=llm_top, limit=limit, sample=sample,
                         seed=seed, output=output, resume=resume, fmt=fmt, report=report)
@@ -33,12 +32,8 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
         history.close()
 
 
-def _graph_available() -> bool:
-    """Whether this install builds the code graph while indexing (optional, see codegraph/)."""
-    return all(importlib.util.find_spec(f"rcahook.codegraph.{m}") is not None for m in ("build", "history", "graph"))
-
-
-def _run_risk(r: Repo, history, *, fmt: str, report: str | None, output: str | None) -> int:
+def _run_risk(r: Repo, history, *, fmt: str, report: str | None, output: str | None,
+              split: str | None) -> int:
     try:
         risk = importlib.import_module("rcahook.backtest.risk")
     except ModuleNotFoundError as e:
@@ -46,7 +41,7 @@ def _run_risk(r: Repo, history, *, fmt: str, report: str | None, output: str | N
             raise
         raise BadInputError("--task risk: the risk backtest (rcahook.backtest.risk) is not part of this "
                             "rcahook yet; use --task rca") from None
-    return risk.run_risk(repo=r, history=history, fmt=fmt, report=report, output=output)
+    return risk.run_risk(repo=r, history=history, fmt=fmt, report=report, output=output, split=split)
 
 
 def repository_slug(r: Repo) -> str:

@@ -1,0 +1,116 @@
+"""Timing of the embedded model: loads, one long forward pass, both rankers on 40 candidates.
+
+    python bench/bench_llm.py [--threads N] [--candidates 40] [--cache DIR]
+
+The cold row appears only when the de-quantized cache is absent (point --cache at an
+empty directory to measure it). Prints a rich table; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+SUBSYSTEMS = ["net", "dict", "evict", "persist", "repl", "config", "commands", "slowlog", "expire", "client"]
+VERBS = ["fix leak in", "handle EINTR in", "add counters to", "simplify", "validate input of",
+         "reuse buffer in", "log errors from", "speed up"]
+
+
+def synthetic_candidates(n: int, seed: int = 0):
+    from rcahook.llm.prompt import CandidateView
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        sub = SUBSYSTEMS[i % len(SUBSYSTEMS)]
+        func = f"{sub}_{rng.choice(['init', 'free', 'read', 'write', 'cron', 'parse'])}"
+        diff = "\n".join(
+            f"{rng.choice('+-')}    {rng.choice(['if (', 'ret = ', 'free(', 'len += '])}{func}(c, {j});"
+            for j in range(rng.randint(6, 30)))
+        out.append(CandidateView(
+            key=f"c{i:02d}", subject=f"{sub}: {rng.choice(VERBS)} {func}",
+            paths=(f"src/{sub}.c", f"src/{sub}.h", f"tests/test_{sub}.py")[: rng.randint(1, 3)],
+            definitions=(func,), diff_excerpt=diff, age=f"{1 + i % 9} days before the incident"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--candidates", type=int, default=40)
+    parser.add_argument("--cache", type=Path, help="model cache directory (RCAHOOK_CACHE)")
+    args = parser.parse_args()
+    if args.cache:
+        os.environ["RCAHOOK_CACHE"] = str(args.cache)
+
+    from rcahook.llm import IncidentView, election_rank, load_backend, logprob_rank
+    from rcahook.llm.embedded import cache_dir_for, embedded_gguf, embedded_model_dir
+    from rcahook.llm.prompt import LABELS, build_prompt
+
+    rows: list[tuple[str, str, str]] = []
+    t = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows.append(("import torch", f"{time.perf_counter() - t:.2f} s", f"{args.threads} threads"))
+
+    cache = cache_dir_for(embedded_gguf())
+    if (cache / "config.json").is_file():
+        rows.append(("cold GGUF load + de-quantize + cache", "skipped", f"cache exists: {cache}"))
+    else:
+        t = time.perf_counter()
+        embedded_model_dir()
+        rows.append(("cold GGUF load + de-quantize + cache", f"{time.perf_counter() - t:.1f} s", str(cache)))
+
+    t = time.perf_counter()
+    backend = load_backend()
+    rows.append(("warm load (tokenizer + weights from cache)", f"{time.perf_counter() - t:.2f} s", backend.name))
+
+    incident = IncidentView(
+        title="kvd crashes with SIGSEGV in evict_free when maxmemory is reached",
+        description="backtrace: #0 evict_free (src/evict.c:212) #1 commands_write (src/commands.c:141)",
+        impacted=("src/evict.c", "src/commands.c"))
+    cands = synthetic_candidates(args.candidates)
+    prompt = build_prompt(incident, cands[:20], labels=LABELS, token_budget=1300,
+                          count_tokens=backend.count_tokens)
+    n_tokens = len(backend.encode(prompt))
+    backend.label_logprobs(prompt, prompt.labels)  # warm-up: first call allocates
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        backend.label_logprobs(prompt, prompt.labels)
+        times.append(time.perf_counter() - t)
+    rows.append((f"forward pass, {n_tokens} tokens (label logprobs)",
+                 f"{min(times):.2f} s", f"median {sorted(times)[1]:.2f} s of 3"))
+
+    t = time.perf_counter()
+    backend.generate(prompt, max_new_tokens=28)
+    rows.append((f"generate 28 tokens after {n_tokens} tokens", f"{time.perf_counter() - t:.2f} s", ""))
+
+    for name, ranker in (("election", election_rank), ("logprob", logprob_rank)):
+        done = []
+        t = time.perf_counter()
+        ranker(backend, incident, cands, progress=lambda d, total: done.append((d, total)))
+        rows.append((f"{name} rank, {len(cands)} candidates", f"{time.perf_counter() - t:.1f} s",
+                     f"{done[-1][1]} prompts"))
+
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rows.append(("peak RSS", f"{peak_mib:.0f} MiB", ""))
+
+    table = Table(title="rcahook embedded model (SmolLM2-135M-Instruct, float32, CPU)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

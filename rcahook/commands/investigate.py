@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from rcahook.commands.common import index_path, open_history, open_repo, print_json, say
+from rcahook.config import load_config
+from rcahook.errors import BadInputError, RcahookError
+from rcahook.incident import Incident, load_incident, merge, parse_duration, parse_time
+
+
+def run(*, title: str | None, description: str | None, time_: str | None, at: str | None,
+        since: str | None, window: int | None, impacted_paths: tuple[str, ...], services: tuple[str, ...],
+        stack_trace: str | None, incident_file: str | None, ranker: str | None, model: str | None,
+        llm_url: str | None, llm_model: str | None, llm_top: int, max_candidates: int | None,
+        min_confidence: float | None, strict: bool, top: int, fmt: str, no_save: bool, no_update: bool,
+        repo: str, db: str | None) -> int:
+    incident = incident_from_flags(
+        incident_file, title=title, description=description, time_=time_, at=at, since=since, window=window,
+        impacted_paths=impacted_paths, services=services, stack_trace=stack_trace)
+    r = open_repo(repo)
+    r.resolve(incident.at or "HEAD")  # an unknown --at fails before the index update, not after
+    config = load_config(r.workdir, read_head=lambda name: r.read_path(incident.at or "HEAD", name))
+    from rcahook.investigate import investigate, options_from
+    from rcahook.progress import interactive
+
+    options = options_from(config, ranker=ranker, model=model, llm_url=llm_url, llm_model=llm_model,
+                           llm_top=llm_top, max_candidates=max_candidates, min_confidence=min_confidence,
+                           strict=strict, top=top)
+    history = open_history(r, db, update=not no_update)
+    try:
+        result = investigate(r, history, incident, options, config=config, index_dir=index_path(r, db).parent,
+                             warn=lambda m: say(f"warning: {m}"), progress=interactive())
+    finally:
+        history.close()
+
+    from rcahook import report
+
+    created = int(time.time())
+    doc = report.to_json(result, inv_id=None, created=created)
+    if not no_save:
+        doc["id"] = _save(r.git_dir, doc, result, created)
+    if fmt == "json":
+        print_json(doc)
+    elif fmt == "markdown":
+        sys.stdout.write(report.render_markdown(doc))
+    else:
+        from rich.console import Console
+
+        # a pipe or a file gets a wide table rather than rich's 80-column default
+        report.render_text(doc, Console(highlight=False, soft_wrap=False,
+                                        width=None if sys.stdout.isatty() else 150))
+    return 0
+
+
+def _save(git_dir: Path, doc: dict, result, created: int) -> str | None:
+    """Save for feedback; a state database that cannot be written costs the id, not the report."""
+    import sqlite3
+
+    from rcahook import feedback, report
+
+    path = feedback.state_path(git_dir)
+    try:
+        conn = feedback.open_state(path)
+        try:
+            saved = {k: v for k, v in report.saved_results(doc, result).items() if k not in ("id", "incident")}
+            return feedback.save_investigation(conn, repo=str(git_dir), at=result.space.at,
+                                               ranker=result.ranking.ranker, incident=doc["incident"],
+                                               results=saved, now=created)
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error, RcahookError) as e:
+        say(f"warning: could not save this investigation in {path} ({e}); it has no id for feedback "
+            "(pass --no-save to skip saving)")
+        return None
+
+
+def incident_from_flags(incident_file: str | None, *, title: str | None, description: str | None,
+                        time_: str | None, at: str | None, since: str | None, window: int | None,
+                        impacted_paths: tuple[str, ...], services: tuple[str, ...],
+                        stack_trace: str | None) -> Incident:
+    """The incident file, if any, with the flags laid over it (flags win)."""
+    if since is not None and window is not None:
+        raise BadInputError(f"--since {since} and --window {window} both given; use one: --since for an age, "
+                            "--window for a number of recent commits")
+    if window is not None and window < 1:
+        raise BadInputError(f"--window must be a positive number of commits, got {window}")
+    if title is not None and not title.strip():
+        raise BadInputError("--title is empty; give a one-line summary of the incident")
+    base = load_incident(incident_file) if incident_file else None
+    if base is None and title is None:
+        raise BadInputError("no incident title: pass --title TEXT, or --incident FILE with a 'title' field")
+    return merge(base or Incident(title=title.strip()),  # type: ignore[union-attr]
+                 title=title.strip() if title else None, description=description,
+                 time=parse_time(time_) if time_ else None, at=at,
+                 since=parse_duration(since) if since else None, window=window,
+                 impacted_paths=impacted_paths, services=services,
+                 stack_trace=_read_trace(stack_trace) if stack_trace else None)
+
+
+def _read_trace(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise BadInputError(f"--stack-trace {source}: cannot read it ({e.strerror}); pass a file with the "
+                            "trace, or - to read it from stdin") from None
+
+

@@ -1,0 +1,230 @@
+"""`rcahook scan`: the risk of each outgoing commit, run by hand, in CI or as a pre-push hook.
+
+Never in the way: risky commits are warnings (exit 0) unless --fail-above (or `fail-above`
+in the config) is passed by one of them (exit 1). Anything else that goes wrong (no index,
+a corrupt index, a bug, the time budget) prints one line and passes, unless --strict.
+`SKIP=rcahook-risk` (pre-commit's list) and `RCAHOOK_SKIP=1` skip the scan.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from rcahook import store
+from rcahook.commands.common import index_path, open_repo, print_json, say
+from rcahook.errors import BadInputError, RcahookError
+
+HOOK_ID = "rcahook-risk"  # the id in .pre-commit-hooks.yaml, and what SKIP names
+ZERO = "0" * 40
+MAX_UNPUSHED = 100  # a new branch (or a force push) scans at most this many of its newest commits
+HOOK_BUDGET = 20.0  # seconds, in hooks unless --max-seconds says otherwise
+EXIT_BLOCKED = 1
+EXIT_OVERRUN = 124  # --strict only: like timeout(1)
+
+
+class _Overrun(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ScanRange:
+    shas: tuple[str, ...]  # newest first, merges included (assess leaves them out)
+    description: str
+    to: str | None  # the newest commit, None for a deleted branch
+    capped: bool = False
+
+
+def skip_reason(env: dict[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    if HOOK_ID in {s.strip() for s in env.get("SKIP", "").split(",")}:
+        return f"SKIP={env['SKIP']}"
+    if env.get("RCAHOOK_SKIP", "").strip() not in ("", "0", "false", "no"):
+        return "RCAHOOK_SKIP"
+    return None
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise _Overrun in the main thread after `seconds`; unwinding closes transactions and pools."""
+    if not seconds or seconds <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _Overrun()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run(*, range_: str | None, from_: str | None, to: str | None, fmt: str, fail_above: float | None,
+        max_seconds: float | None, strict: bool, hook: str | None, remote: str | None, repo: str,
+        db: str | None) -> int:
+    why = skip_reason()
+    if why:
+        say(f"risk scan skipped ({why})")
+        return 0
+    if fail_above is not None and not 0 <= fail_above <= 1:
+        raise BadInputError(f"--fail-above {fail_above}: expected a probability between 0 and 1")
+    budget = max_seconds if max_seconds is not None else (HOOK_BUDGET if hook else None)
+    try:
+        with deadline(budget):
+            return scan(range_=range_, from_=from_, to=to, fmt=fmt, fail_above=fail_above, hook=hook,
+                        remote=remote, repo=repo, db=db)
+    except _Overrun:
+        say(f"risk scan passed without a verdict: it ran out of its {budget:g}s budget (--max-seconds)")
+        return EXIT_OVERRUN if strict else 0
+    except RcahookError as e:
+        if strict:
+            raise
+        say(f"risk scan passed without a verdict: {e}")
+        return 0
+    except Exception as e:  # a bug must not stop a push
+        if strict:
+            raise
+        from rcahook.cli import log_crash
+
+        say(f"risk scan passed without a verdict: internal error {type(e).__name__}: {e} "
+            f"(details in {log_crash()}; please report it)")
+        return 0
+
+
+# --- what to scan -------------------------------------------------------------------------------
+
+def _is_zero(rev: str | None) -> bool:
+    return rev is not None and rev.strip("0") == "" and len(rev) >= 7
+
+
+def _unpushed(r, to_sha: str, remote: str | None) -> tuple[list[str], str]:
+    """Commits reachable from to_sha and from no remote-tracking branch (of `remote`, when it has some)."""
+    refs = [(name, sha) for name, sha in r.default_tips() if name.startswith("refs/remotes/")]
+    mine = [(n, s) for n, s in refs if remote and n.startswith(f"refs/remotes/{remote}/")]
+    chosen = mine or refs
+    where = f"{remote}'s branches" if mine else "any remote-tracking branch"
+    return list(r.walk([to_sha], hide=[s for _, s in chosen])), where
+
+
+def resolve_range(r, *, range_: str | None, from_: str | None, to: str | None, hook: str | None,
+                  remote: str | None) -> ScanRange:
+    if hook == "pre-commit-framework":
+        # pre-commit >= 2.2 names them so; older releases used SOURCE/ORIGIN
+        from_ = from_ or os.environ.get("PRE_COMMIT_FROM_REF") or os.environ.get("PRE_COMMIT_SOURCE") or None
+        to = to or os.environ.get("PRE_COMMIT_TO_REF") or os.environ.get("PRE_COMMIT_ORIGIN") or None
+        remote = remote or os.environ.get("PRE_COMMIT_REMOTE_NAME") or None
+    if range_:
+        if from_ or to:
+            raise BadInputError(f"RANGE {range_!r} and --from/--to both given; use one or the other")
+        if "..." in range_:
+            raise BadInputError(f"RANGE {range_!r}: symmetric ranges are not supported; use A..B")
+        if ".." not in range_:
+            sha = r.resolve(range_)
+            return ScanRange((sha,), sha[:12], sha)
+        from_, _, to = range_.partition("..")
+        from_, to = from_ or None, to or "HEAD"
+        if from_ is None:
+            raise BadInputError(f"RANGE {range_!r}: give the base before '..' (e.g. origin/main..HEAD)")
+    if _is_zero(to):
+        return ScanRange((), "deleted branch", None)
+    to_sha = r.resolve(to or "HEAD")
+    from_sha = _resolve_or_none(r, from_) if from_ and not _is_zero(from_) else None
+    if from_sha is not None:
+        if not list(r.walk([from_sha], hide=[to_sha])):  # from is an ancestor of to: a fast-forward
+            return ScanRange(tuple(r.walk([to_sha], hide=[from_sha])), f"{from_sha[:12]}..{to_sha[:12]}", to_sha)
+        kind = "force push"
+    else:
+        # no base, a new branch (all zeros), or a base this clone does not have
+        kind = "new branch" if _is_zero(from_) else "unknown base" if from_ else "unpushed"
+    shas, where = _unpushed(r, to_sha, remote)
+    capped = len(shas) > MAX_UNPUSHED
+    return ScanRange(tuple(shas[:MAX_UNPUSHED]), f"{kind}: {to_sha[:12]} minus {where}", to_sha, capped)
+
+
+def _resolve_or_none(r, rev: str) -> str | None:
+    try:
+        return r.resolve(rev)
+    except RcahookError:
+        return None
+
+
+# --- the scan -----------------------------------------------------------------------------------
+
+def update_index(r, path, *, to_sha: str, graph: bool = False) -> None:
+    """Incremental update: commits, culprit links and the touched definitions of new commits.
+
+    The code graph at HEAD is left to `rcahook index` unless `graph`: re-loading it costs about
+    a second on iproute2 even when nothing changed, and blast radius reads the indexed graph
+    (through a cache of caller counts), which a few commits behind is just as good.
+    """
+    from rcahook.indexer import index_repository
+    from rcahook.progress import Progress
+
+    revs = list(dict.fromkeys([sha for _, sha in r.default_tips()] + [to_sha]))
+    index_repository(r, path, revs=revs, graph=graph, progress=Progress(enabled=False))
+    if not graph:
+        from rcahook.codegraph.history import update_touched
+
+        with store.index_lock(path):
+            conn = store.open_index(path, create=False)
+            try:
+                update_touched(conn, r, jobs=1)
+            finally:
+                conn.close()
+
+
+def scan(*, range_: str | None, from_: str | None, to: str | None, fmt: str, fail_above: float | None,
+         hook: str | None, remote: str | None, repo: str, db: str | None) -> int:
+    started = time.perf_counter()
+    r = open_repo(repo)
+    path = index_path(r, db)
+    rng = resolve_range(r, range_=range_, from_=from_, to=to, hook=hook, remote=remote)
+    if rng.to is None:  # a deleted branch
+        return 0
+    # A push never waits for a first index (minutes on a large history): that is `rcahook index`.
+    store.open_index(path, create=False).close()
+    if fail_above is None:
+        from rcahook.config import load_config
+
+        fail_above = load_config(r.workdir, read_head=lambda name: r.read_path("HEAD", name)).fail_above
+    update_index(r, path, to_sha=rng.to)
+    from rcahook.history import History
+    from rcahook.risk import load_risk_model
+    from rcahook.scan import assess, caller_counts
+
+    history = History.open(path)
+    try:
+        model, source = load_risk_model(path.parent)
+        risks = assess(history, rng.shas, model=model, callers=caller_counts(history.conn, path.parent),
+                       index_dir=path.parent)
+    finally:
+        history.close()
+    blocked = [c for c in risks if fail_above is not None and c.probability > fail_above]
+    seconds = time.perf_counter() - started
+    from rcahook import scan as scan_output
+
+    if fmt == "json":
+        print_json(scan_output.to_json(risks, rng=rng, model=model, source=source, fail_above=fail_above,
+                                       blocked=blocked, seconds=seconds))
+    elif fmt == "sarif":
+        from rcahook.sarif import to_sarif
+
+        print_json(to_sarif(risks, model=model, source=source))
+    else:
+        sys.stdout.write(scan_output.render_text(risks, rng=rng, model=model, source=source,
+                                                 fail_above=fail_above))
+    if blocked:
+        worst = max(blocked, key=lambda c: c.probability)
+        say(f"push blocked: {len(blocked)} commit(s) above fail-above {fail_above:g} "
+            f"(worst {worst.sha[:12]} at {worst.probability:.2f}); bypass once with SKIP={HOOK_ID} "
+            "or git push --no-verify")
+        return EXIT_BLOCKED
+    return 0

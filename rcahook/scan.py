@@ -1,0 +1,313 @@
+"""Assess outgoing commits: risk probability, level, reasons, the hunk to look at first.
+
+Every commit of the index that is not being pushed is history; the pushed commits are
+described against it (oldest first, each also seeing the pushed commits before it), with
+the features and model of risk.py. Reasons name concrete facts a reviewer can check:
+files and definitions that were root causes before, callers in the code graph, the
+author's experience with the files, and the past root causes the change resembles
+together with the fixes that named them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rcahook.features import _DOC_PATH
+from rcahook.history import History
+from rcahook.risk import (RISK_FEATURES, CommitFacts, Evidence, RiskHistory, RiskModel, culprit_events,
+                          load_facts)
+
+# Which features each reason speaks for: a reason's weight is their share of the log-odds.
+REASON_FEATURES: dict[str, tuple[str, ...]] = {
+    "size": ("log_added", "log_deleted", "log_files", "log_dirs", "entropy", "log_code_added", "log_idents",
+             "log_defs", "log_new_defs", "relative_churn", "doc_share"),
+    "past_root_causes": ("file_culprits", "file_culprit_rate", "recent_culprits", "dir_culprit_rate"),
+    "risky_definitions": ("def_culprits",),
+    "blast_radius": ("blast_radius",),
+    "author_experience": ("author_file_exp", "author_exp", "author_culprit_rate"),
+    "component": ("component_rate",),
+    "words": ("word_risk",),
+    "resembles": (),
+}
+SIMILAR_MIN_SCORE = 8.0  # BM25 below this is a few shared common words, not a resemblance
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: str  # a key of REASON_FEATURES
+    text: str
+    weight: float  # its features' share of the log-odds, against an average commit
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    start_line: int  # new side, 1-based
+    end_line: int
+    hunk: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Similar:
+    culprit: str
+    subject: str
+    score: float
+    fixes: tuple[tuple[str, str], ...]  # (sha, subject) of the fixes that named it
+
+
+@dataclass(frozen=True)
+class CommitRisk:
+    sha: str
+    subject: str
+    author: str
+    probability: float
+    level: str
+    reasons: tuple[Reason, ...]
+    location: Location | None
+    similar: tuple[Similar, ...]
+    lines_added: int
+    lines_deleted: int
+    files: int
+
+
+CALLERS_FILE = "risk-callers.json"  # in the index directory: caller counts of the indexed graph
+
+
+def caller_counts(conn, index_dir: Path) -> Callable[[str], int] | None:
+    """name -> callers in the indexed code graph, or None when there is no graph.
+
+    Loading the graph (networkx, every file's parse) costs about a second on iproute2, so the
+    counts are cached per graph revision and the graph is only loaded when that changes.
+    """
+    from rcahook import store
+
+    rev = store.get_meta(conn, "graph_rev")
+    if rev is None:
+        return None
+    cache = index_dir / CALLERS_FILE
+    counts: dict[str, int] | None = None
+    try:
+        doc = json.loads(cache.read_text())
+        if doc.get("graph_rev") == rev:
+            counts = doc["callers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if counts is None:
+        try:
+            from rcahook.codegraph.graph import load_graph
+        except ImportError:
+            return None
+        graph = load_graph(conn)
+        names = {name for (name,) in conn.execute("SELECT DISTINCT name FROM touched")}
+        counts = {}
+        for name in names:
+            n = len(graph.callers(name))
+            if n:
+                counts[name] = n
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"graph_rev": rev, "callers": counts}, separators=(",", ":")))
+        tmp.replace(cache)
+    return lambda name: counts.get(name, 0)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _reason_texts(c: CommitFacts, ev: Evidence, similar: Sequence[Similar], email: str) -> dict[str, str]:
+    n_dirs = len({p.rsplit("/", 1)[0] if "/" in p else "." for p in c.paths})
+    out = {"size": f"+{c.added}/-{c.deleted} lines in {_plural(len(c.files), 'file')}"
+                   f" across {_plural(n_dirs, 'directory').replace('directorys', 'directories')}"}
+    if ev.culprit_file:
+        path, n = ev.culprit_file
+        out["past_root_causes"] = f"{path} was changed by {_plural(n, 'earlier root cause')}"
+    if ev.culprit_def:
+        name, n = ev.culprit_def
+        out["risky_definitions"] = f"touches {name}(), changed by {_plural(n, 'earlier root cause')}"
+    if ev.callers:
+        name, n = ev.callers
+        more = f" ({ev.total_callers} over all touched definitions)" if ev.total_callers > n else ""
+        out["blast_radius"] = f"touches {name}() with {_plural(n, 'caller')}{more}"
+    if ev.author_file_commits == 0:
+        out["author_experience"] = (f"first commit by {email} to these files"
+                                    + ("" if ev.author_commits else " (and first in this repository)"))
+    else:
+        out["author_experience"] = f"{email} made {_plural(ev.author_file_commits, 'earlier commit')} to these files"
+    if ev.component:
+        prefix, bad, seen = ev.component
+        out["component"] = f"{bad} of {seen} earlier '{prefix}:' commits were root causes"
+    if ev.words:
+        out["words"] = f"subject words that went with root causes before: {', '.join(ev.words)}"
+    if similar:
+        parts = []
+        for s in similar:
+            fixes = ", ".join(f"{sha[:12]} (\"{subj}\")" for sha, subj in s.fixes[:2])
+            parts.append(f"{s.culprit[:12]} (\"{s.subject}\"), fixed by {fixes}")
+        out["resembles"] = "resembles past root cause " + "; ".join(parts)
+    return out
+
+
+def riskiest_hunk(history: History, sha: str, file_culprits: Callable[[str], int]) -> Location | None:
+    """The hunk to look at first: in the code file with most past root causes (then most lines
+    added), the hunk adding most lines. None when the commit adds no line anywhere."""
+    best = None
+    for ch in history.changes(sha):
+        if ch.status == "D" or ch.binary or not ch.hunks:
+            continue
+        key = (file_culprits(ch.path), not _DOC_PATH.search(ch.path), ch.added)
+        if best is None or key > best[0]:
+            best = (key, ch)
+    if best is None:
+        return None
+    ch = best[1]
+    hunk = max(ch.hunks, key=lambda h: h[3])
+    start = max(hunk[2], 1)
+    return Location(ch.path, start, start + max(hunk[3], 1) - 1, hunk)
+
+
+STATE_FILE = "risk-state.pickle"  # in the index directory: RiskHistory over published history
+
+
+def history_state(conn, index_dir: Path | None, exclude: set[str]) -> RiskHistory:
+    """RiskHistory over every indexed non-merge commit except `exclude`, with every culprit link
+    whose fix is not excluded either.
+
+    Feeding 7,000 commits costs a third of a second, so the state is saved in the index
+    directory and the next scan only feeds what it lacks (new commits, new links). A saved
+    state that observed a commit now excluded (scanned again) is rebuilt from scratch.
+    """
+    shas = {sha for (sha,) in conn.execute("SELECT sha FROM commits WHERE n_parents <= 1")}
+    history = shas - exclude
+    path = index_dir / STATE_FILE if index_dir is not None else None
+    state = None
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                saved = pickle.load(f)
+            if saved.get("features") == RISK_FEATURES and saved["state"].observed <= history:
+                state = saved["state"]
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError):
+            state = None
+    state = state or RiskHistory()
+    events = [e for e in culprit_events(conn) if e.fix not in exclude and (e.fix, e.culprit) not in state.learned]
+    missing = history - state.observed
+    if not missing and not events:
+        return state
+    facts = load_facts(conn, None if len(missing) > len(shas) // 2 else sorted(missing), light=True)
+    for sha in missing:
+        state.observe(facts[sha])
+    culprits = load_facts(conn, sorted({e.culprit for e in events}))
+    for e in events:
+        if e.culprit in culprits:
+            state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
+    if path is not None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump({"features": RISK_FEATURES, "state": state}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only index directory: the next scan feeds everything again
+    return state
+
+
+def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: Callable[[str], int] | None = None,
+           index_dir: Path | None = None, top_similar: int = 2) -> list[CommitRisk]:
+    """Risk of each non-merge commit among `shas` (merges and unknown shas are left out), oldest first."""
+    wanted = set(shas)
+    pushed = sorted(load_facts(history.conn, sorted(wanted)).values(), key=lambda c: c.time)
+    pushed = [c for c in pushed if history.commit(c.sha).n_parents <= 1]
+    if not pushed:
+        return []
+    state = history_state(history.conn, index_dir, wanted)
+    state.callers = callers
+    rows, evidence = [], []
+    for c in pushed:
+        x, ev = state.features(c, with_evidence=True)
+        rows.append(x)
+        evidence.append(ev)
+        state.observe(c)
+    X = np.vstack(rows)  # (N, F)
+    probability = model.probability(X)
+    contributions = model.contributions(X)  # (N, F)
+    col = {n: i for i, n in enumerate(RISK_FEATURES)}
+    resembled = state.similar(pushed, top=top_similar)
+    subjects = {v.sha: v.subject for v in history.commits(
+        {s for hits in resembled for h in hits for s in (h[0], *h[2])})}
+    out = []
+    for i, (c, ev, hits) in enumerate(zip(pushed, evidence, resembled)):
+        similar = tuple(Similar(sha, subjects.get(sha, ""), score,
+                                tuple((f, subjects.get(f, "")) for f in fixes))
+                        for sha, score, fixes in hits if score >= SIMILAR_MIN_SCORE)
+        view = history.commit(c.sha)
+        texts = _reason_texts(c, ev, similar, view.author_email)
+        reasons = []
+        for kind, text in texts.items():
+            weight = float(sum(contributions[i, col[f]] for f in REASON_FEATURES[kind]))
+            reasons.append(Reason(kind, text, weight))
+        reasons.sort(key=lambda r: (r.kind != "size" and r.weight <= 0, -r.weight))
+        p = float(probability[i])
+        out.append(CommitRisk(
+            sha=c.sha, subject=c.subject, author=f"{view.author_name} <{view.author_email}>", probability=p,
+            level=model.level(p), reasons=tuple(reasons),
+            location=riskiest_hunk(history, c.sha, lambda path: state.file_culprits.get(path, 0)),
+            similar=similar, lines_added=c.added, lines_deleted=c.deleted, files=len(c.files)))
+    return out
+
+
+# --- output -----------------------------------------------------------------------------------
+
+def level_note(model: RiskModel, source: str) -> str:
+    medium, high = model.thresholds
+    q = model.info.get("level_quantiles", [0.8, 0.95])
+    return (f"levels: medium >= {medium:.3f}, high >= {high:.3f} (riskier than {q[0]:.0%} / {q[1]:.0%} of "
+            f"the commits the {source} model was fitted on)")
+
+
+def to_json(risks: Sequence[CommitRisk], *, rng, model: RiskModel, source: str, fail_above: float | None,
+            blocked: Sequence[CommitRisk], seconds: float) -> dict:
+    """The scan as JSON (schema documented in docs/scan.md)."""
+    return {
+        "schema": "rcahook.scan/1",
+        "range": {"description": rng.description, "to": rng.to, "commits": len(rng.shas), "capped": rng.capped},
+        "model": {"source": source, "thresholds": {"medium": model.thresholds[0], "high": model.thresholds[1]}},
+        "fail_above": fail_above,
+        "blocked": [c.sha for c in blocked],
+        "seconds": round(seconds, 3),
+        "commits": [{
+            "sha": c.sha, "subject": c.subject, "author": c.author, "risk": round(c.probability, 4),
+            "level": c.level, "lines_added": c.lines_added, "lines_deleted": c.lines_deleted, "files": c.files,
+            "reasons": [{"kind": r.kind, "text": r.text, "weight": round(r.weight, 3)} for r in c.reasons],
+            "location": None if c.location is None else {
+                "path": c.location.path, "start_line": c.location.start_line, "end_line": c.location.end_line},
+            "resembles": [{"culprit": s.culprit, "subject": s.subject, "score": round(s.score, 2),
+                           "fixes": [{"sha": f, "subject": t} for f, t in s.fixes]} for s in c.similar],
+        } for c in risks],
+    }
+
+
+def render_text(risks: Sequence[CommitRisk], *, rng, model: RiskModel, source: str,
+                fail_above: float | None) -> str:
+    """Plain text (no rich: the hook's start-up time matters): a line per commit, reasons for
+    the medium and high ones, riskiest first."""
+    head = f"rcahook risk: {len(risks)} commit(s), {rng.description}"
+    if rng.capped:
+        head += f" (only the newest {len(rng.shas)})"
+    lines = [head]
+    for c in sorted(risks, key=lambda c: -c.probability):
+        flag = "  BLOCKS" if fail_above is not None and c.probability > fail_above else ""
+        lines.append(f"{c.level.upper():<6} {c.probability:5.2f}  {c.sha[:12]}  {c.subject[:72]}{flag}")
+        if c.level == "low" and not flag:
+            continue
+        for r in c.reasons:
+            lines.append(f"         - {r.text}")
+        if c.location:
+            lines.append(f"         look first at {c.location.path}:{c.location.start_line}-{c.location.end_line}")
+    lines.append(level_note(model, source))
+    return "\n".join(lines) + "\n"
