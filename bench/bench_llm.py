@@ -53,24 +53,40 @@ def main() -> None:
     from rcahook.llm.embedded import cache_dir_for, embedded_gguf, embedded_model_dir
     from rcahook.llm.prompt import LABELS, build_prompt
 
-    rows: list[tuple[str, str, str]] = []
-    t = time.perf_counter()
-    import torch
+    rows: list[tuple[str, str, str, str]] = []
 
-    torch.set_num_threads(args.threads)
-    rows.append(("import torch", f"{time.perf_counter() - t:.2f} s", f"{args.threads} threads"))
+    class timed:
+        """Wall and CPU seconds of a block: on a shared machine CPU time is the steadier figure."""
+
+        def __enter__(self):
+            self.wall, self.cpu = time.perf_counter(), time.process_time()
+            return self
+
+        def __exit__(self, *exc):
+            self.wall = time.perf_counter() - self.wall
+            self.cpu = time.process_time() - self.cpu
+
+        def row(self, measure: str, note: str = "", digits: int = 2) -> None:
+            rows.append((measure, f"{self.wall:.{digits}f} s", f"{self.cpu:.{digits}f} s", note))
+
+    with timed() as t:
+        import torch
+        import transformers  # noqa: F401  (imported by the first load otherwise)
+
+        torch.set_num_threads(args.threads)
+    t.row("import torch + transformers", f"{args.threads} threads")
 
     cache = cache_dir_for(embedded_gguf())
     if (cache / "config.json").is_file():
-        rows.append(("cold GGUF load + de-quantize + cache", "skipped", f"cache exists: {cache}"))
+        rows.append(("cold GGUF load + de-quantize + cache", "skipped", "", f"cache exists: {cache}"))
     else:
-        t = time.perf_counter()
-        embedded_model_dir()
-        rows.append(("cold GGUF load + de-quantize + cache", f"{time.perf_counter() - t:.1f} s", str(cache)))
+        with timed() as t:
+            embedded_model_dir()
+        t.row("cold GGUF load + de-quantize + cache", str(cache), digits=1)
 
-    t = time.perf_counter()
-    backend = load_backend()
-    rows.append(("warm load (tokenizer + weights from cache)", f"{time.perf_counter() - t:.2f} s", backend.name))
+    with timed() as t:
+        backend = load_backend()
+    t.row("warm load (tokenizer + weights from cache)", backend.name)
 
     incident = IncidentView(
         title="kvd crashes with SIGSEGV in evict_free when maxmemory is reached",
@@ -80,32 +96,35 @@ def main() -> None:
     prompt = build_prompt(incident, cands[:20], labels=LABELS, token_budget=1300,
                           count_tokens=backend.count_tokens)
     n_tokens = len(backend.encode(prompt))
-    backend.label_logprobs(prompt, prompt.labels)  # warm-up: first call allocates
-    times = []
+    backend.label_logprobs(prompt, prompt.labels)  # warm-up: the first call allocates
+    runs = []
     for _ in range(3):
-        t = time.perf_counter()
-        backend.label_logprobs(prompt, prompt.labels)
-        times.append(time.perf_counter() - t)
-    rows.append((f"forward pass, {n_tokens} tokens (label logprobs)",
-                 f"{min(times):.2f} s", f"median {sorted(times)[1]:.2f} s of 3"))
+        with timed() as t:
+            backend.label_logprobs(prompt, prompt.labels)
+        runs.append(t)
+    best = min(runs, key=lambda r: r.wall)
+    best.row(f"forward pass, {n_tokens} tokens (label logprobs)", "best of 3")
 
-    t = time.perf_counter()
-    backend.generate(prompt, max_new_tokens=28)
-    rows.append((f"generate 28 tokens after {n_tokens} tokens", f"{time.perf_counter() - t:.2f} s", ""))
+    with timed() as t:
+        text = backend.generate(prompt, max_new_tokens=28)
+    new = len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+    t.row(f"generate after {n_tokens} tokens", f"{new} new tokens (stops at end of line)")
 
     for name, ranker in (("election", election_rank), ("logprob", logprob_rank)):
         done = []
-        t = time.perf_counter()
-        ranker(backend, incident, cands, progress=lambda d, total: done.append((d, total)))
-        rows.append((f"{name} rank, {len(cands)} candidates", f"{time.perf_counter() - t:.1f} s",
-                     f"{done[-1][1]} prompts"))
+        with timed() as t:
+            ranker(backend, incident, cands, progress=lambda d, total: done.append((d, total)))
+        t.row(f"{name} rank, {len(cands)} candidates", f"{done[-1][1]} prompts", digits=1)
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    rows.append(("peak RSS", f"{peak_mib:.0f} MiB", ""))
+    rows.append(("peak RSS", f"{peak_mib:.0f} MiB", "", ""))
+    load = os.getloadavg()[0]
 
-    table = Table(title="rcahook embedded model (SmolLM2-135M-Instruct, float32, CPU)")
+    table = Table(title="rcahook embedded model (SmolLM2-135M-Instruct, float32, CPU)",
+                  caption=f"{os.cpu_count()} CPUs, load average {load:.1f} at the end")
     table.add_column("measure")
-    table.add_column("value", justify="right")
+    table.add_column("wall", justify="right")
+    table.add_column("CPU", justify="right")
     table.add_column("note")
     for row in rows:
         table.add_row(*row)

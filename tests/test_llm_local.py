@@ -20,6 +20,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+# peft (not rcahook) calls a deprecated transformers API while building test adapters.
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
+
 INCIDENT = IncidentView(title="parser crashes on empty input", impacted=("src/parse.c",))
 
 

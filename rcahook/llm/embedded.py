@@ -104,6 +104,11 @@ def _build_cache(gguf: Path, target: Path) -> Path:
             f"cannot write the model cache {target} ({exc}); "
             "set RCAHOOK_CACHE to a writable directory with ~600 MB free"
         ) from exc
+    except (ValueError, RuntimeError, KeyError) as exc:  # a damaged or unexpected GGUF file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelUnavailableError(
+            f"cannot de-quantize {gguf} ({first}); reinstall it with `{INSTALL_HINT}`"
+        ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _remove_superseded(gguf, target)
