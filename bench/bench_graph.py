@@ -22,6 +22,7 @@ from rich.table import Table
 
 from rcahook import store
 from rcahook.codegraph import build, graph
+from rcahook.codegraph.grammars import language_for
 from rcahook.codegraph.history import update_touched
 from rcahook.gitrepo import Repo
 from rcahook.indexer import index_repository
@@ -75,15 +76,18 @@ def main() -> None:
     state, wall, cpu = _timed(rebuild_warm)
     row("HEAD graph, warm (all cached)", f"{state.parsed} parsed", wall, cpu)
 
-    # one commit: the newest non-merge one, its new blobs dropped from the cache so they are parsed
-    newest = repo.rev_list("HEAD", max_count=1)[0]
-    parent = repo.resolve(f"{newest}~1")
-    changed = [b for _, _, b in repo.changed_paths(parent, newest) if b]
+    # one commit: the newest non-merge one that changes source, its new blobs dropped from the
+    # cache so that they are parsed
+    for newest in repo.rev_list("HEAD", max_count=500):
+        parent = repo.resolve(f"{newest}~1")
+        changed = [b for path, _, b in repo.changed_paths(parent, newest) if b and language_for(path)]
+        if changed:
+            break
     with store.transaction(conn):
         conn.executemany("DELETE FROM blob_parse WHERE blob = ?", [(b,) for b in changed])
     build.update_graph(conn, repo, parent, jobs=jobs)
     state, wall, cpu = _timed(lambda: build.update_graph(conn, repo, newest, jobs=jobs))
-    row("incremental update, one commit", f"{newest[:10]}: {len(changed)} files changed, {state.parsed} parsed",
+    row("incremental update, one commit", f"{newest[:10]}: {len(changed)} source files, {state.parsed} parsed",
         wall, cpu)
 
     graph.forget_loaded(conn)

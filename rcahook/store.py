@@ -75,7 +75,7 @@ CREATE TABLE blob_parse (
     blob TEXT PRIMARY KEY,
     lang TEXT NOT NULL,
     full INTEGER NOT NULL,           -- 1: definitions, references and imports; 0: definitions only
-    data TEXT NOT NULL               -- ParsedFile.to_json()
+    data BLOB NOT NULL               -- zlib(ParsedFile.to_json()); plain-text rows are read too
 ) WITHOUT ROWID;
 CREATE TABLE graph_files (
     path TEXT PRIMARY KEY, blob TEXT NOT NULL, lang TEXT NOT NULL

@@ -161,10 +161,11 @@ def test_distances_and_neighbors():
 
 
 def test_file_level_calls_share_the_contains_edge():
-    g = _graph({"m.py": "def main():\n    pass\n\n\nmain()\n"})
+    g = _graph({"m.py": "def main():\n    pass\n\n\ndef other():\n    pass\n\n\nmain()\n"})
     assert g.callers("main") == ["file:m.py"]
     assert g.graph.edges["file:m.py", "def:m.py:main"] == {"kind": "contains", "calls": 1}
-    assert g.stats()["edges"] == {"contains": 1, "imports": 0, "calls": 1}
+    assert g.graph.edges["file:m.py", "def:m.py:other"] == {"kind": "contains"}
+    assert g.stats()["edges"] == {"contains": 2, "imports": 0, "calls": 1}
 
 
 # --- building from git objects ------------------------------------------------------------------------

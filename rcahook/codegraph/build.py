@@ -248,7 +248,13 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
         else:
             state, parsed = _list_files(conn, repo, sha, progress=progress, jobs=jobs)
         forget_loaded(conn)
-    stats = load_graph(conn).stats()
+    # counting edges means building the graph: do it once per revision, not on every no-op update
+    cached = store.get_meta(conn, "graph_stats")
+    stats = json.loads(cached) if cached and previous == sha else None
+    if stats is None:
+        stats = load_graph(conn).stats()
+        with store.transaction(conn):
+            store.set_meta(conn, "graph_stats", json.dumps(stats))
     return GraphState(rev=sha, files=len(state.files), defs=stats["definitions"],
                       edges=sum(stats["edges"].values()), parsed=parsed,
                       skipped=_skip_counts(state.skipped, state.unsupported))

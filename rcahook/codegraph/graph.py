@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 FANOUT_CAP = 5
 # Calls only resolve within a family: a Python call never lands on a C function of the same name.
 _FAMILY = {"cpp": "c", "typescript": "javascript", "tsx": "javascript"}
-_SELF = frozenset({"self", "cls", "this", "super()", "super"})
+_SELF = frozenset({"self", "cls", "this", "super"})
 
 
 def file_node(path: str) -> str:
@@ -193,7 +193,7 @@ class CodeGraph:
                     calls[(source, target)] += 1
         new = []
         for (a, b), n in calls.items():
-            data = self.graph.get_edge_data(a, b)
+            data = self.graph.get_edge_data(a, b) if b in self._adj[a] else None
             if data is None:
                 new.append((a, b, {"kind": "calls", "calls": n}))
             else:  # a file calling what it contains: one edge, both facts

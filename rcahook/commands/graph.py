@@ -1,9 +1,14 @@
 """`rcahook graph stats|symbols|callers|neighbors`: query the code graph (JSON: docs/graph.md)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rcahook import store
 from rcahook.commands.common import console, index_path, open_repo, print_json
-from rcahook.errors import IndexMissingError, NotFoundError
+from rcahook.errors import BadInputError, IndexMissingError, NotFoundError
+
+if TYPE_CHECKING:
+    from rcahook.codegraph.graph import CodeGraph
 
 _NODE_FIELDS = ("kind", "name", "qualname", "path", "start", "end", "lang")
 
@@ -26,7 +31,10 @@ def run(*, action: str, repo: str, db: str | None, at: str | None, fmt: str, pat
 
             data = graph.stats()
             data["skipped"] = graph_skip_counts(conn) if at is None else None
-            _show_stats(data) if fmt == "text" else print_json(data)
+            if fmt == "json":
+                print_json(data)
+            else:
+                _show_stats(data)
         elif action == "symbols":
             _symbols(graph, path, fmt)
         elif action == "callers":
@@ -40,7 +48,7 @@ def run(*, action: str, repo: str, db: str | None, at: str | None, fmt: str, pat
     return 0
 
 
-def _node(graph, node: str, **extra) -> dict:
+def _node(graph: CodeGraph, node: str, **extra) -> dict:
     data = graph.node(node)
     out = {"node": node}
     out.update({k: data.get(k) for k in _NODE_FIELDS})
@@ -48,7 +56,7 @@ def _node(graph, node: str, **extra) -> dict:
     return out
 
 
-def _targets(graph, name: str) -> list[str]:
+def _targets(graph: CodeGraph, name: str) -> list[str]:
     targets = graph.resolve(name)
     if not targets:
         raise NotFoundError(
@@ -57,7 +65,7 @@ def _targets(graph, name: str) -> list[str]:
     return targets
 
 
-def _symbols(graph, path: str, fmt: str) -> None:
+def _symbols(graph: CodeGraph, path: str, fmt: str) -> None:
     if not graph.has_path(path):
         raise NotFoundError(
             f"{path!r} is not in the code graph at {(graph.rev or '?')[:12]} (a path from the repository root, "
@@ -70,7 +78,7 @@ def _symbols(graph, path: str, fmt: str) -> None:
            [(s["qualname"], s["kind"], f"{s['start']}-{s['end']}") for s in symbols])
 
 
-def _callers(graph, name: str, fmt: str) -> None:
+def _callers(graph: CodeGraph, name: str, fmt: str) -> None:
     targets = _targets(graph, name)
     callers = []
     for caller in graph.callers(name):
@@ -88,7 +96,9 @@ def _callers(graph, name: str, fmt: str) -> None:
         console().print(f"{graph.ambiguous[name]} call(s) of {name} matched too many definitions to resolve")
 
 
-def _neighbors(graph, name: str, depth: int, fmt: str) -> None:
+def _neighbors(graph: CodeGraph, name: str, depth: int, fmt: str) -> None:
+    if depth < 1:
+        raise BadInputError(f"--depth {depth}: expected 1 or more edges")
     targets = _targets(graph, name)
     near = [_node(graph, n, distance=d) for n, d in graph.neighbors(name, depth)]
     if fmt == "json":
