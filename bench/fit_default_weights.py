@@ -28,21 +28,27 @@ from rcahook.confidence import fit_platt, reliability
 from rcahook.features import Query, normalized_matrix
 from rcahook.gitrepo import Repo
 from rcahook.history import History
-from rcahook.retrieve import feature_matrix
+from rcahook.retrieve import feature_matrix, graph_hints, needs_graph
 from rcahook.scorer import fit, order, softmax
 
 DATA = Path(__file__).resolve().parent.parent / "rcahook" / "data"
 
 
 def matrices(repo_path: str, db: str, *, window: int, track: str) -> list[tuple[np.ndarray, int]]:
+    from rcahook.codegraph.graph import graph_at
+
     history = History.open(Path(db))
-    head = Repo(repo_path).resolve("HEAD")
+    repo = Repo(repo_path)
+    head = repo.resolve("HEAD")
     culprits = history.culprit_of()
     out = []
     for inv in mine_investigations(history, head, window=window):
         query = Query(title=inv.title, time=inv.time,
                       impacted_paths=inv.paths if track == "paths" else ())
-        _, X, _, _ = feature_matrix(history, query, inv.candidates, inv.parent, culprits=culprits)
+        # the code graph as of F^, as the backtest replays it
+        graph = graph_at(history.conn, repo, inv.parent) if needs_graph(query) else None
+        _, X, _, _ = feature_matrix(history, query, inv.candidates, inv.parent, culprits=culprits,
+                                    graph=graph_hints(query, graph))
         out.append((normalized_matrix(X), inv.candidates.index(inv.culprit)))
     return out
 

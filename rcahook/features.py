@@ -226,6 +226,8 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
         comp_weight = {p: v / total for p, v in files.items()}
     impacted = list(dict.fromkeys(query.impacted_paths))
     impacted_set = set(impacted)
+    impacted_dirs = [b for b in impacted if b.endswith("/")]
+    paths_set = [set(c.paths) for c in commits]
     owner_of_impacted = _owner_shares(background, impacted) if impacted else {}
     named = set(graph.named) if graph else set()
     named |= set(query.functions)
@@ -269,8 +271,10 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
         if query.time is not None:
             X[i, col["log_age_days"]] = -math.log1p(max(query.time - c.author_time, 0) / 86400)
         if impacted:
-            e.impacted_hits = [p for p in paths if p in impacted_set]
-            X[i, col["impacted_overlap"]] = len(set(e.impacted_hits)) / len(impacted_set)
+            # an impacted directory (a service's prefix) is hit by any change under it
+            hit = [b for b in impacted if b in paths_set[i] or (b.endswith("/") and any(p.startswith(b) for p in paths))]
+            e.impacted_hits = [p for p in paths if p in impacted_set or any(p.startswith(d) for d in impacted_dirs)]
+            X[i, col["impacted_overlap"]] = len(hit) / len(impacted)
             if paths:
                 X[i, col["impacted_dir"]] = max(_dir_closeness(a, b) for a in paths[:50] for b in impacted[:20])
             share = owner_of_impacted.get(c.author_email.lower(), 0.0)

@@ -25,7 +25,7 @@ from rcahook.history import History
 from rcahook.incident import Incident
 from rcahook.ranking import RANKERS, Ranking, RankerSpec, rank
 from rcahook.reasons import Reason, reasons_for, relative_age
-from rcahook.retrieve import Candidate, RetrievalConfig, graph_hints_from_query, search_space
+from rcahook.retrieve import Candidate, RetrievalConfig, graph_hints, needs_graph, search_space
 from rcahook.scorer import WEIGHTS_FILE, load_weights
 from rcahook.stacktrace import Frame, map_frames, parse_stack_trace
 
@@ -34,7 +34,6 @@ DEFAULT_MIN_CONFIDENCE = 0.3
 DEFAULT_MAX_CANDIDATES = 300
 CONFIDENCE_TOP = 5  # the calibration is fitted for "the root cause is among the top five"
 MAX_FRAMES = 10  # innermost in-repository frames that become impacted paths
-GRAPH_DEPTH = 3
 # Runtime placeholders that are not definitions anyone wrote: <module>, <lambda>, {closure}
 _NOT_A_NAME = re.compile(r"^[<{\[]|^\W*$")
 
@@ -236,41 +235,18 @@ def _duration(seconds: int) -> str:
 
 # -- the code graph -------------------------------------------------------------------------
 
-def graph_hints(history: History, prepared: PreparedQuery) -> GraphHints:
-    """Names the incident mentions, plus code-graph distances from them and from the
-    definitions in impacted files, when the index has a code graph."""
-    hints = graph_hints_from_query(prepared.query)
-    files = [p for p in prepared.query.impacted_paths if not p.endswith("/")]
-    hints.hops = _graph_hops(history, hints.named, files)
-    return hints
-
-
-def _graph_hops(history: History, names: set[str], files: Sequence[str]) -> dict[str, int]:
+def load_hints(history: History, prepared: PreparedQuery) -> GraphHints:
+    """Names the incident mentions, plus code-graph hops from them and from the definitions
+    in impacted files, when the index has a code graph."""
     # loading a graph costs about a second on a large repository: only when it can answer
-    if not (names or files) or not store.get_meta(history.conn, "graph_rev"):
-        return {}
-    try:
-        from rcahook.codegraph.graph import load_graph
-    except ImportError:  # the code graph is optional: without it graph_near stays 0
-        return {}
+    if not needs_graph(prepared.query) or not store.get_meta(history.conn, "graph_rev"):
+        return graph_hints(prepared.query, None)
+    from rcahook.codegraph.graph import load_graph
+
     # The indexed graph (HEAD when `rcahook index` last ran): a graph at an older --at would
     # have to be parsed now, and distances change little between nearby revisions.
-    graph = load_graph(history.conn)
-    starts = [node for name in sorted(names) for node in graph.definitions_named(name)]
-    starts += [node for path in files for node in graph.definitions_in(path)]
-    hops: dict[str, int] = {}
-    for node, distance in graph.distances_from(starts, GRAPH_DEPTH).items() if starts else ():
-        name = _definition_name(node)
-        if name and distance < hops.get(name, GRAPH_DEPTH + 1):
-            hops[name] = distance
-    return hops
+    return graph_hints(prepared.query, load_graph(history.conn))
 
-
-def _definition_name(node: str) -> str | None:
-    """`def:<path>:<Class.method>` -> `method`; file nodes name no definition."""
-    if not node.startswith("def:"):
-        return None
-    return node.split(":", 2)[-1].rsplit(".", 1)[-1]
 
 
 # -- ranking --------------------------------------------------------------------------------
@@ -333,7 +309,7 @@ def investigate(repo: Repo, history: History, incident: Incident, options: Optio
     until = epoch(incident.time)
     prepared = prepare_query(repo, incident, at, config, time=until, warn=note)
     space = window_for(history, at, incident, until=until)
-    hints = graph_hints(history, prepared)
+    hints = load_hints(history, prepared)
     t0 = _time.perf_counter()
     ranking, model = run_ranking(repo, history, prepared, space, options, index_dir=index_dir, hints=hints,
                                  warn=note, progress=progress)

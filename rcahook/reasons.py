@@ -75,6 +75,13 @@ def _where_words(candidate: Candidate, words: list[str]) -> list[str]:
     return out
 
 
+def _label(path: str, sources: Mapping[str, str]) -> str:
+    if path in sources:
+        return f"{path} ({sources[path]})"
+    under = next((d for d in sources if d.endswith("/") and path.startswith(d)), None)
+    return f"{path} (in {under}: {sources[under]})" if under else path
+
+
 def _closest(changed: tuple[str, ...], impacted: list[str]) -> tuple[str, str, str] | None:
     """(changed path, impacted path, shared directory) sharing the deepest directory."""
     best: tuple[int, str, str, str] | None = None
@@ -119,7 +126,7 @@ def reasons_for(candidate: Candidate, query: Query, *, sources: Mapping[str, str
         out["identifiers"] = f"its diff touches identifiers the incident names: {_listing(parts)}"
     if e.impacted_hits:
         hits = list(dict.fromkeys(e.impacted_hits))
-        labelled = [f"{p} ({sources[p]})" if p in sources else p for p in hits]
+        labelled = [_label(p, sources) for p in hits]
         out["impacted_path"] = f"changes impacted file{'s' if len(hits) > 1 else ''} {_listing(labelled)}"
     if e.graph_hops is not None and not (e.graph_hops == 0 and (e.named_defs or e.impacted_hits)):
         hops = e.graph_hops  # 0 with a named definition or an impacted file hit says nothing new
@@ -158,7 +165,37 @@ def reasons_for(candidate: Candidate, query: Query, *, sources: Mapping[str, str
         out["large_change"] = f"large change: +{c.added} -{c.deleted} lines in {c.n_files} files"
     if query.time is not None and 0 <= query.time - c.committer_time <= RECENT_SECONDS:
         out["recent"] = f"landed {human_age(query.time - c.committer_time)} before the incident"
-    return [Reason(kind, out[kind]) for kind in KINDS if kind in out]
+    if candidate.contributions is None:
+        return [Reason(kind, out[kind]) for kind in KINDS if kind in out]
+    # Only what raised this candidate's score counts as a reason, strongest first: a fact
+    # the model weighs against a change (say, a large change on a repository where large
+    # changes rarely break things) is not why it was picked.
+    lift = {kind: _lift(candidate, kind) for kind in out}
+    ranked = sorted((k for k in out if lift[k] > 0), key=lambda k: (-lift[k], KINDS.index(k)))
+    return [Reason(kind, out[kind]) for kind in ranked]
+
+
+_FEATURES_OF = {
+    "named_definition": ("touched_named",), "identifiers": ("exact_ident",),
+    "impacted_path": ("impacted_overlap",), "graph": ("graph_near",), "impacted_dir": ("impacted_dir",),
+    "text_match": ("bm25_text", "bm25_subject", "bm25_paths", "bm25_idents", "bm25_added", "bm25_removed",
+                   "path_tokens", "basename_match"),
+    "same_component": ("same_component",), "associated_files": ("assoc_max", "assoc_mean"),
+    "component_files": ("component_files",), "past_root_causes": ("culprit_prior",),
+    "owner": ("owner_match",), "large_change": ("log_size", "log_files"), "recent": ("recency", "log_age_days"),
+}
+
+
+def _lift(candidate: Candidate, kind: str) -> float:
+    from rcahook.features import all_feature_names
+
+    names = all_feature_names()
+    total = 0.0
+    for feature in _FEATURES_OF[kind]:
+        for name in (feature, f"{feature}/max"):
+            if name in names:
+                total += float(candidate.contributions[names.index(name)])
+    return total
 
 
 def nonzero_features(candidate: Candidate) -> dict[str, float]:

@@ -26,6 +26,7 @@ class Candidate:
     score: float
     probability: float  # softmax share over the whole search space
     evidence: Evidence
+    contributions: np.ndarray | None = None  # (F_all,) weight x value, relative to the search space mean
 
     @property
     def sha(self) -> str:
@@ -52,9 +53,38 @@ def search_space(history: History, base: str, *, since: int | None = None, until
     return shas
 
 
+GRAPH_DEPTH = 3  # hops from the impacted code worth a feature; beyond, everything is near
+
+
 def graph_hints_from_query(query: Query) -> GraphHints:
     """Definition names the incident itself mentions (identifiers in its text, frames)."""
     return GraphHints(named=incident_identifiers(query.text) | set(query.functions))
+
+
+def needs_graph(query: Query) -> bool:
+    """Whether the code graph can say anything: the incident names code or impacted files."""
+    return bool(incident_identifiers(query.text) or query.functions
+                or any(not p.endswith("/") for p in query.impacted_paths))
+
+
+def graph_hints(query: Query, graph) -> GraphHints:
+    """Names the incident mentions, and code-graph hops (by definition name) from them and
+    from the definitions in impacted files. `graph` is a codegraph.graph.CodeGraph or None."""
+    hints = graph_hints_from_query(query)
+    if graph is None:
+        return hints
+    files = [p for p in query.impacted_paths if not p.endswith("/")]
+    starts = [node for name in sorted(hints.named) for node in graph.definitions_named(name)]
+    starts += [node for path in files for node in graph.definitions_in(path)]
+    if not starts:
+        return hints
+    for node, distance in graph.distances_from(starts, GRAPH_DEPTH).items():
+        if not node.startswith("def:"):
+            continue
+        name = node.split(":", 2)[-1].rsplit(".", 1)[-1]  # def:<path>:<Class.method> -> method
+        if distance < hints.hops.get(name, GRAPH_DEPTH + 1):
+            hints.hops[name] = distance
+    return hints
 
 
 def feature_matrix(history: History, query: Query, space: Sequence[str], base: str, *,
@@ -78,8 +108,13 @@ def retrieve(history: History, query: Query, space: Sequence[str], base: str, *,
              config: RetrievalConfig = RetrievalConfig()) -> Retrieval:
     commits, X, evidence, background = feature_matrix(history, query, space, base, culprits=culprits,
                                                       graph=graph, config=config)
-    s = score(normalized_matrix(X), weights)
+    Xn = normalized_matrix(X)  # (N, F_all)
+    s = score(Xn, weights)
     p = softmax(s)
+    # a feature lifts a candidate when it puts it above the search space's average: the
+    # model only compares candidates, so that (not the raw sign) is what moved its rank
+    lift = Xn * weights.aligned()  # (N, F_all)
+    lift -= lift.mean(axis=0) if len(lift) else 0
     ranked = order(s)[: config.max_candidates]
-    candidates = [Candidate(commits[i], X[i], float(s[i]), float(p[i]), evidence[i]) for i in ranked]
+    candidates = [Candidate(commits[i], X[i], float(s[i]), float(p[i]), evidence[i], lift[i]) for i in ranked]
     return Retrieval(candidates, len(commits), background)

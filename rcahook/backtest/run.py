@@ -22,10 +22,11 @@ from rcahook.backtest.metrics import Outcome
 from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation, mine_investigations
 from rcahook.confidence import raw_confidence
 from rcahook.errors import BadInputError, ConfigError
-from rcahook.features import Query
+from rcahook.features import GraphHints, Query
 from rcahook.history import History
 from rcahook.progress import Progress
 from rcahook.ranking import Ranking, RankerSpec, rank
+from rcahook.retrieve import graph_hints, needs_graph
 from rcahook.scorer import WEIGHTS_FILE, Weights, default_weights, load_weights
 
 FEATURE_RANKERS = ("features", "features-default")
@@ -121,8 +122,11 @@ class Replayer:
 
     def __init__(self, history: History, *, track: str, weights: Weights, culprits: dict[str, str],
                  default: Weights | None = None, load_backend: Callable[[], object] | None = None,
-                 llm_top: int = 40, seed: int = 0, diff_text: Callable[[str], str] | None = None):
+                 llm_top: int = 40, seed: int = 0, diff_text: Callable[[str], str] | None = None,
+                 graph_at: Callable[[str], object] | None = None):
         self.history = history
+        self.graph_at = graph_at  # rev -> CodeGraph at that revision (from the blob cache)
+        self._hints: tuple[str, GraphHints] | None = None
         self.track = track
         self.weights = weights
         self.default = default or default_weights()
@@ -150,8 +154,17 @@ class Replayer:
         else:
             spec = RankerSpec(name="features",
                               weights=self.default if ranker == "features-default" else self.weights)
-        return rank(self.history, query_for(inv, self.track), inv.candidates, inv.parent, spec=spec,
-                    culprits=self.culprits, diff_text=self.diff_text if ranker in LLM_RANKERS else None)
+        query = query_for(inv, self.track)
+        return rank(self.history, query, inv.candidates, inv.parent, spec=spec, culprits=self.culprits,
+                    graph=self.hints(inv, query),
+                    diff_text=self.diff_text if ranker in LLM_RANKERS else None)
+
+    def hints(self, inv: Investigation, query: Query) -> GraphHints:
+        """Code-graph hints from the graph as of F^ (never HEAD's), once per investigation."""
+        if self._hints is None or self._hints[0] != inv.fix:
+            graph = self.graph_at(inv.parent) if self.graph_at and needs_graph(query) else None
+            self._hints = (inv.fix, graph_hints(query, graph))
+        return self._hints[1]
 
     def outcome(self, inv: Investigation, ranker: str) -> Outcome:
         started = time.perf_counter()
@@ -296,7 +309,8 @@ def _evaluated(history: History, mined: list[Investigation], *, rankers: Sequenc
 def run_backtest(history: History, *, repository: str, head: str, settings: Settings,
                  index_dir: Path | None, output: Path, resume: bool = False,
                  diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
-                 load_backend: Callable[[], object] | None = None) -> BacktestResult:
+                 load_backend: Callable[[], object] | None = None,
+                 graph_at: Callable[[str], object] | None = None) -> BacktestResult:
     weights_path = index_dir / WEIGHTS_FILE if index_dir is not None else None
     learned = weights_path is not None and weights_path.is_file()
     weights = load_weights(index_dir)
@@ -320,7 +334,7 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
         results.load()
     replayer = Replayer(history, track=settings.track, weights=weights, default=default,
                         culprits=history.culprit_of(), load_backend=load_backend, llm_top=settings.llm_top,
-                        seed=settings.seed, diff_text=diff_text)
+                        seed=settings.seed, diff_text=diff_text, graph_at=graph_at)
     outcomes: dict[str, list[Outcome]] = {r: [] for r in stored}
     reused = 0
     progress = progress or Progress(enabled=False)

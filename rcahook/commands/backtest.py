@@ -75,9 +75,13 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
         from rcahook.llm.backend import load_backend
         return load_backend(model, llm_url=llm_url, llm_model=llm_model)
 
+    def graph_at(rev: str):
+        from rcahook.codegraph.graph import graph_at
+        return graph_at(history.conn, r, rev)
+
     result = run_backtest(history, repository=str(r.workdir or r.git_dir), head=head, settings=settings,
                           index_dir=index_dir, output=out, resume=resume, diff_text=r.diff_text,
-                          progress=Progress(), load_backend=backend)
+                          progress=Progress(), load_backend=backend, graph_at=graph_at)
     doc = build_document(result)
     if report:
         for path in write_report(doc, Path(report)):
