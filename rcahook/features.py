@@ -45,6 +45,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "touched_named",    # the change touched a definition named in the incident / a frame
     "graph_near",       # code-graph closeness of touched definitions to impacted ones
     "owner_match",      # the author owns (history) the impacted code
+    "comment_only",     # every changed line is blank or a comment
+    "log_code_lines",   # log(1 + changed lines that are code)
 )
 # Magnitudes vary by query: these also enter divided by their maximum over the search space.
 NORMALIZED: tuple[str, ...] = (
@@ -240,6 +242,8 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
         X[i, col["log_size"]] = math.log1p(c.added + c.deleted)
         X[i, col["recency"]] = -math.log1p(i)
         X[i, col["log_files"]] = math.log1p(c.n_files)
+        X[i, col["comment_only"]] = float(c.code_lines == 0 and c.added + c.deleted > 0)
+        X[i, col["log_code_lines"]] = math.log1p(c.code_lines)
         if q_set:
             hits = q_set.intersection(path_tokens[i])
             X[i, col["path_tokens"]] = len(hits) / len(q_set)

@@ -20,6 +20,11 @@ from rcahook.errors import EmptyRepositoryError, NotARepositoryError, UnknownRev
 _IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{2,}")
 _HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
 _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)\s*:\s*(.*)$")
+# Diff lines that are not code: blank, or a comment in the file's language. `#` starts a
+# comment in scripts and build files, but a preprocessor line in C.
+_HASH_COMMENT_EXT = (b".py", b".pyi", b".sh", b".bash", b".rb", b".pl", b".pm", b".yaml", b".yml", b".toml",
+                     b".cfg", b".ini", b".conf", b".cmake", b".mk", b".build", b".txt", b".r", b".jl")
+_COMMENT_PREFIXES = (b"//", b"/*", b"* ", b"*/", b"-- ", b"<!--", b'"""', b"'''", b";;")
 MAX_IDENTS = 4000  # per side; a generated file can add tens of thousands
 
 
@@ -64,7 +69,8 @@ class CommitRecord:
     files: tuple[FileChange, ...]  # against the first parent; empty for merges
     idents_added: tuple[str, ...]
     idents_removed: tuple[str, ...]
-    shallow: bool = False  # a parent is missing: history beyond it was not fetched
+    shallow: bool = False
+    code_lines: int = 0  # added + deleted lines that are neither blank nor comments  # a parent is missing: history beyond it was not fetched
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,19 @@ def _idents(lines: Iterable[bytes]) -> tuple[str, ...]:
             if len(seen) >= MAX_IDENTS:
                 break
     return tuple(i.decode("ascii") for i in seen)
+
+
+def _code_lines(raw_path: bytes, lines: Iterable[bytes]) -> int:
+    name = raw_path.rsplit(b"/", 1)[-1].lower()
+    hash_comments = name.endswith(_HASH_COMMENT_EXT) or name in (b"makefile", b"meson.build", b"dockerfile")
+    count = 0
+    for line in lines:
+        text = line[1:].strip()
+        if not text or text == b"*" or text.startswith(_COMMENT_PREFIXES) or (
+                hash_comments and text.startswith(b"#")):
+            continue
+        count += 1
+    return count
 
 
 def _file_change(patch: pygit2.Patch) -> tuple[FileChange, list[bytes], list[bytes]]:
@@ -280,6 +299,7 @@ class Repo:
         added: list[bytes] = []
         removed: list[bytes] = []
         shallow = False
+        code_lines = 0
         if len(parents) <= 1:
             diff = None
             if parents:
@@ -296,6 +316,7 @@ class Repo:
                     if patch is None:
                         continue
                     change, a, r = _file_change(patch)
+                    code_lines += _code_lines(patch.delta.new_file.raw_path, a + r)
                     files.append(change)
                     added.extend(a)
                     removed.extend(r)
@@ -304,6 +325,7 @@ class Repo:
             committer=_signature(commit.committer), subject=subject, body=body,
             trailers=trailers, files=tuple(files),
             idents_added=_idents(added), idents_removed=_idents(removed), shallow=shallow,
+            code_lines=code_lines,
         )
 
     def _shallow_boundary(self) -> frozenset[str]:

@@ -31,6 +31,7 @@ class CommitView:
     deleted: int
     idents_added: str  # space-separated
     idents_removed: str
+    code_lines: int
     paths: tuple[str, ...]
 
     @property
@@ -77,7 +78,7 @@ def parse_hunks(text: str) -> tuple[tuple[int, int, int, int], ...]:
 
 
 _COMMIT_COLS = ("id, sha, author_name, author_email, author_time, author_offset, committer_time,"
-                " subject, body, n_parents, n_files, added, deleted, idents_added, idents_removed")
+                " subject, body, n_parents, n_files, added, deleted, idents_added, idents_removed, code_lines")
 
 
 class History:

@@ -54,7 +54,7 @@ def _rows(rec: CommitRecord) -> tuple:
         rec.committer.name, rec.committer.email, rec.committer.time, rec.committer.offset,
         rec.subject, rec.body, json.dumps(rec.trailers), len(rec.parents),
         len(rec.files), added, deleted, " ".join(rec.idents_added),
-        " ".join(rec.idents_removed), int(rec.shallow),
+        " ".join(rec.idents_removed), int(rec.shallow), rec.code_lines,
     )
     changes = [
         (i, f.path, f.old_path, f.status, f.added, f.deleted, int(f.binary),
@@ -82,8 +82,8 @@ def _insert(conn: sqlite3.Connection, batch: Iterable[tuple]) -> int:
         cur = conn.execute(
             "INSERT OR IGNORE INTO commits (sha, author_name, author_email, author_time, author_offset,"
             " committer_name, committer_email, committer_time, committer_offset, subject, body,"
-            " trailers, n_parents, n_files, added, deleted, idents_added, idents_removed, shallow)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", commit)
+            " trailers, n_parents, n_files, added, deleted, idents_added, idents_removed, shallow,"
+            " code_lines) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", commit)
         if cur.rowcount == 0:
             continue
         cid = cur.lastrowid

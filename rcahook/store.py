@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rcahook.errors import IndexLockedError, IndexMissingError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,6 +35,7 @@ CREATE TABLE commits (
     idents_added TEXT NOT NULL,      -- space-separated identifiers on + lines
     idents_removed TEXT NOT NULL,    -- on - lines
     shallow INTEGER NOT NULL DEFAULT 0,
+    code_lines INTEGER NOT NULL DEFAULT 0, -- changed lines that are neither blank nor comments
     defs_done INTEGER NOT NULL DEFAULT 0   -- touched definitions computed
 );
 CREATE TABLE parents (

@@ -230,3 +230,13 @@ def test_list_tree_and_read_path_on_a_bare_clone(repo, tmp_path):
     assert r.read_path("HEAD", "src/pkg/b.py") == b"print(1)\n"
     assert r.read_path("HEAD", "src") is None  # a directory is not a file
     assert r.read_path("HEAD", "missing.txt") is None
+
+
+def test_code_lines_leave_out_blank_lines_and_comments(repo):
+    repo.commit("init", {"a.py": "def f():\n    return 1\n", "b.c": "int g(void) { return 0; }\n"})
+    comment = repo.commit("explain f", {"a.py": "def f():\n    # why: see the spec\n\n    return 1\n"})
+    code = repo.commit("change g", {"b.c": "#include <x.h>\n/* note */\nint g(void) { return 1; }\n"})
+    r = Repo(repo.path)
+    assert r.commit_record(comment).code_lines == 0
+    # the preprocessor line is code in C; the comment is not; one line replaced counts twice
+    assert r.commit_record(code).code_lines == 3
