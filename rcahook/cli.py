@@ -241,6 +241,8 @@ def install_hook(**kwargs) -> None:
 @click.option("--max-steps", type=int, default=None)
 @click.option("--lora/--full", default=True, show_default=True)
 @click.option("--eval", "eval_", is_flag=True, help="Backtest the investigations after the cut-off.")
+@click.option("--eval-sample", type=int, default=None,
+              help="Evaluate a seeded random N of those investigations (the LLM rankers take minutes each on CPU).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-dir", default=None, help="Use (edited) datasets from this directory.")
 @click.option("--features-only", is_flag=True, help="Only fit the features ranker and risk scorer.")

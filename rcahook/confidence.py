@@ -91,7 +91,7 @@ def reliability(raw: Sequence[float], hit: Sequence[bool], calibration: Calibrat
 
 
 def load_calibration(ranker: str, index_dir: Path | None = None) -> Calibration:
-    """The repository's own calibration (from `rcahook backtest --calibrate`) or the shipped one."""
+    """The repository's own calibration (written by `rcahook train`) or the shipped one."""
     sources = []
     if index_dir is not None:
         sources.append(index_dir / CALIBRATION_FILE)

@@ -52,7 +52,7 @@ def run(*, repo: str, db: str | None, base: str | None, stages: str, until: str 
         scorers: dict = {}
         if lm.is_main():
             fitted = fit_scorers(history, investigations, cut=cut, window=window, repository=repository["path"],
-                                 progress=Progress())
+                                 progress=Progress(), graph_at=_graph_at(r, history))
             targets = [index_dir] + ([out] if output or not features_only else [])
             for d in targets:
                 d.mkdir(parents=True, exist_ok=True)
@@ -79,6 +79,13 @@ def run(*, repo: str, db: str | None, base: str | None, stages: str, until: str 
         history.close()
     _print_summary(out, card)
     return 0
+
+
+def _graph_at(r, history):
+    """The code graph at a revision, as the backtest replays it (parses cached in the index)."""
+    from rcahook.codegraph.graph import graph_at
+
+    return lambda rev: graph_at(history.conn, r, rev)
 
 
 def _cutoff(r, history, *, until, before, data_dir):
@@ -239,7 +246,8 @@ def _evaluate(r, history, cut, out: Path, *, base: str | None, trained: Path | N
     say(f"eval: {len(invs)} investigations fixed after the cut-off")
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate(history, invs, head=head, cut=cut, settings=settings, learned=learned, models=models,
-                      output=out / RESULTS, diff_text=r.diff_text, progress=Progress())
+                      output=out / RESULTS, diff_text=r.diff_text, progress=Progress(),
+                      graph_at=_graph_at(r, history))
     for row in result["rows"]:
         say(f"eval: {row['ranker']:9} {row['model']:16} n={row['n']} top-1 {row['top1']:.3f} "
             f"top-5 {row['top5']:.3f} MRR {row['mrr']:.3f}")

@@ -75,7 +75,10 @@ def _tournament(backend: Backend, incident: IncidentView, candidates: Sequence[C
         raise ValueError("candidate keys must be unique")
     order = {c.key: i for i, c in enumerate(candidates)}
     count_tokens = getattr(backend, "count_tokens", None)
-    rng = random.Random(seed)
+    # Seeded by the investigation too: with one fixed permutation, the stage-1 leader would sit in
+    # the same slot of every investigation's prompts, and the model's position bias would turn
+    # into a systematic rank for it. Still deterministic for a given seed and investigation.
+    rng = random.Random(f"{seed}\x00{incident.title}\x00" + "\x00".join(sorted(views)))
     total = _prompts_needed(len(candidates), prompt_size, keep) * shuffles
     done = 0
     if progress:

@@ -43,7 +43,8 @@ def investigations_after(history: History, head: str, cut: Cutoff, *, settings: 
 
 def evaluate(history: History, investigations: list[Investigation], *, head: str, cut: Cutoff,
              settings: EvalSettings, learned, models: dict[str, Callable[[], object]], output: Path,
-             diff_text: Callable[[str], str] | None, progress: Progress | None = None) -> dict:
+             diff_text: Callable[[str], str] | None, progress: Progress | None = None,
+             graph_at: Callable[[str], object] | None = None) -> dict:
     """Outcomes for every (ranker, model) pair; `models` maps "base"/"trained" to loaders."""
     from rcahook.scorer import default_weights
 
@@ -67,7 +68,7 @@ def evaluate(history: History, investigations: list[Investigation], *, head: str
             # the model loads on first use: a resumed evaluation with all its outcomes stored loads none
             replayers[model] = Replayer(history, track=settings.track, weights=w, culprits=culprits, default=default,
                                         load_backend=models.get(model), llm_top=settings.llm_top,
-                                        seed=settings.seed, diff_text=diff_text)
+                                        seed=settings.seed, diff_text=diff_text, graph_at=graph_at)
         return replayers[model]
 
     fresh = not done

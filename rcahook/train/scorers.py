@@ -1,9 +1,10 @@
 """The two small models every `rcahook train` run fits besides the language model:
 the features ranker's weights (`scorer.fit`, conditional logit) and the pre-push risk
-model (`risk.fit_risk`), both from the history before the cut-off only."""
+model (`risk.fit_risk`), both from the history before the cut-off only, and a calibration
+of the features ranker's confidence on those weights (Platt scaling on a time split)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +16,15 @@ from rcahook.progress import Progress
 from rcahook.train.card import Cutoff
 
 TRACKS = ("title", "paths")  # one weight vector serves incidents with and without impacted paths
+CALIBRATION_SHARE = 0.25  # the newest quarter of the investigations calibrates weights fitted on the rest
+MIN_CALIBRATION = 20  # fewer held-out investigations than this: keep the shipped calibration
 
 
 @dataclass
 class Fitted:
     weights: object | None = None  # rcahook.scorer.Weights
     risk: object | None = None  # rcahook.risk.RiskModel
+    calibration: object | None = None  # rcahook.confidence.Calibration
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -35,17 +39,20 @@ class Fitted:
             out["risk"] = {"file": "risk.json", "summary":
                            f"logistic regression on {info.get('n_commits')} commits, "
                            f"{info.get('n_culprits')} root causes", **info}
+        if self.calibration is not None:
+            info = self.calibration.info
+            out["calibration"] = {"file": "calibration.json", "summary":
+                                  f"Platt a={self.calibration.a:.3f} b={self.calibration.b:.3f} on the newest "
+                                  f"{info['n']} investigations, weights fitted on the older ones", **info}
         if self.notes:
             out["notes"] = {"summary": "; ".join(self.notes)}
         return out
 
 
-def fit_feature_weights(history: History, investigations: Sequence[Investigation], *, cut: Cutoff,
-                        window: int, repository: str, progress: Progress | None = None):
-    """The features ranker fitted on the investigations before the cut-off, both tracks."""
+def _examples(history: History, investigations: Sequence[Investigation], *, graph_at, progress):
+    """(time, normalized feature matrix, index of the root cause) per investigation and track."""
     from rcahook.features import normalized_matrix
-    from rcahook.retrieve import feature_matrix
-    from rcahook.scorer import fit
+    from rcahook.retrieve import feature_matrix, graph_hints, needs_graph
 
     culprits = history.culprit_of()
     examples = []
@@ -53,24 +60,72 @@ def fit_feature_weights(history: History, investigations: Sequence[Investigation
     with progress.task(f"features ({len(investigations)} investigations)", total=len(investigations)) as advance:
         for inv in investigations:
             for track in TRACKS:
-                commits, X, _, _ = feature_matrix(history, query_for(inv, track), inv.candidates, inv.parent,
-                                                  culprits=culprits)
+                query = query_for(inv, track)
+                # the code graph as of F^, exactly as the backtest replays it
+                graph = graph_at(inv.parent) if graph_at is not None and needs_graph(query) else None
+                commits, X, _, _ = feature_matrix(history, query, inv.candidates, inv.parent, culprits=culprits,
+                                                  graph=graph_hints(query, graph))
                 shas = [c.sha for c in commits]
                 if inv.culprit in shas:
-                    examples.append((normalized_matrix(X), shas.index(inv.culprit)))
+                    examples.append((inv.time, normalized_matrix(X), shas.index(inv.culprit)))
             advance(1)
+    return examples
+
+
+def fit_calibration(examples: Sequence[tuple[float, object, int]]):
+    """Platt scaling of the top-5 mass on the newest investigations, weights fitted on the older ones.
+
+    A calibration fitted on the weights' own training data would be over-confident; a time
+    split is what a responder meets: incidents newer than anything the weights saw."""
+    from rcahook.confidence import fit_platt
+    from rcahook.scorer import fit, order, softmax
+
+    ordered = sorted(examples, key=lambda e: e[0])
+    cut = int(len(ordered) * (1 - CALIBRATION_SHARE))
+    held = ordered[cut:]
+    if len(held) < MIN_CALIBRATION or cut < MIN_CALIBRATION:
+        return None
+    weights = fit([(X, y) for _, X, y in ordered[:cut]])
+    raw, hit = [], []
+    for _, X, y in held:
+        s = X @ weights.aligned()
+        top = list(order(s))[:5]
+        raw.append(float(softmax(s)[top].sum()))
+        hit.append(y in top)
+    calibration = fit_platt(raw, hit)
+    calibration.info.update({"n": len(held), "hits": int(sum(hit)),
+                             "source": "rcahook train: newest quarter of the investigations before the cut-off"})
+    return calibration
+
+
+def fit_feature_weights(history: History, investigations: Sequence[Investigation], *, cut: Cutoff,
+                        window: int, repository: str, progress: Progress | None = None,
+                        graph_at: Callable[[str], object] | None = None):
+    """The features ranker fitted on the investigations before the cut-off, both tracks,
+    and its calibration (None where there are too few investigations)."""
+    from rcahook.scorer import fit
+
+    examples = _examples(history, investigations, graph_at=graph_at, progress=progress)
     info = {"source": "rcahook train", "repository": repository, "cutoff_time": cut.time,
             "cutoff_sha": cut.sha, "cutoff_rule": cut.rule, "window": window, "tracks": list(TRACKS),
+            "code_graph": graph_at is not None,
             "n_investigations": len(investigations), "n_examples": len(examples)}
-    return fit(examples, info=info) if examples else None
+    if not examples:
+        return None, None
+    return fit([(X, y) for _, X, y in examples], info=info), fit_calibration(examples)
 
 
 def fit_scorers(history: History, investigations: Sequence[Investigation], *, cut: Cutoff, window: int,
-                repository: str, progress: Progress | None = None) -> Fitted:
+                repository: str, progress: Progress | None = None,
+                graph_at: Callable[[str], object] | None = None) -> Fitted:
     out = Fitted()
     if investigations:
-        out.weights = fit_feature_weights(history, investigations, cut=cut, window=window,
-                                          repository=repository, progress=progress)
+        out.weights, out.calibration = fit_feature_weights(history, investigations, cut=cut, window=window,
+                                                           repository=repository, progress=progress,
+                                                           graph_at=graph_at)
+        if out.weights is not None and out.calibration is None:
+            out.notes.append("too few investigations to calibrate the learned weights: the shipped calibration "
+                             "stays in use")
         if len(investigations) < 20:
             out.notes.append(f"features weights fitted on only {len(investigations)} investigations: "
                              "expect them to be noisy")
@@ -91,6 +146,9 @@ def fit_scorers(history: History, investigations: Sequence[Investigation], *, cu
 
 
 def save_scorers(fitted: Fitted, *directories: Path) -> list[Path]:
+    import json
+
+    from rcahook.confidence import CALIBRATION_FILE
     from rcahook.scorer import WEIGHTS_FILE
 
     written = []
@@ -98,6 +156,9 @@ def save_scorers(fitted: Fitted, *directories: Path) -> list[Path]:
         if fitted.weights is not None:
             fitted.weights.save(d / WEIGHTS_FILE)
             written.append(d / WEIGHTS_FILE)
+        if fitted.calibration is not None:
+            (d / CALIBRATION_FILE).write_text(json.dumps({"features": fitted.calibration.to_json()}, indent=1) + "\n")
+            written.append(d / CALIBRATION_FILE)
         if fitted.risk is not None:
             from rcahook.risk import RISK_FILE
 
