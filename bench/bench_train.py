@@ -59,18 +59,21 @@ def worker(stage_name: str, args) -> dict:
     base = lm.resolve_base(None)
     tokenizer = lm.load_tokenizer(base.path)
     n = args.steps * 4
+    limit = lm.max_length(base.path)  # what `rcahook train` allows
     if stage_name == "cpt":
         if args.data_dir:
             rows = list(islice(read_jsonl(Path(args.data_dir) / "cpt.jsonl"), n))
         else:
             docs = [Document("code", str(p), p.read_text()) for p in sorted((ROOT / "rcahook").rglob("*.py"))]
             rows = pack(docs, tokenizer, block_size=1024, seed=0)[:n]
-        examples, skipped = lm.encode_cpt(rows, limit=2048), 0
+        examples, skipped = lm.encode_cpt(rows, limit=limit), 0
     else:
         name = "sft.jsonl" if stage_name == "sft" else "ranked.jsonl"
         path = Path(args.data_dir or "") / name
         rows = list(islice(read_jsonl(path), n)) if args.data_dir and path.is_file() else synthetic_sft(n)
-        examples, skipped = lm.encode_sft(rows, tokenizer, limit=2048)
+        examples, skipped = lm.encode_sft(rows, tokenizer, limit=limit)
+    if not examples:
+        raise SystemExit(f"{stage_name}: all {len(rows)} sequences are longer than {limit} tokens")
     stage = StageConfig(name=stage_name, learning_rate=1e-4, epochs=1, max_steps=args.steps, save_steps=10_000)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
