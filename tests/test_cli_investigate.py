@@ -214,24 +214,16 @@ def test_unreachable_model_server_fails_when_strict(demo):
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    from tinyllama import save_tiny_llama
+
     from rcahook.llm.embedded import embedded_model_dir
 
     with pytest.MonkeyPatch.context() as mp:
         # the same cache as tests/test_llm_*.py: de-quantize the embedded model once a session
         mp.setenv("RCAHOOK_CACHE", str(tmp_path_factory.getbasetemp() / "rcahook-model-cache"))
         tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_model_dir())
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
-    out = tmp_path_factory.mktemp("tiny-llama-investigate")
-    transformers.LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_tiny_llama(tokenizer, tmp_path_factory.mktemp("tiny-llama-investigate"))
 
 
 @pytest.mark.parametrize("ranker", ["election", "logprob"])

@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 from safetensors.torch import load_file  # noqa: E402
+from tinyllama import save_tiny_llama  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -40,16 +41,7 @@ def embedded_dir(tmp_path_factory) -> Path:
 def tiny_llama(embedded_dir, tmp_path_factory) -> Path:
     """A randomly initialised two-layer Llama with the embedded model's tokenizer."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(embedded_dir)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    transformers.LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_tiny_llama(tokenizer, tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +188,7 @@ def test_bad_stages_and_steps_are_usage_errors(widget, tmp_path, tiny_llama):
     repo, _ = widget
     assert main(train_args(repo, tmp_path, tiny_llama, tmp_path / "x", "--stages", "sft,dpo")) == 15
     assert main(train_args(repo, tmp_path, tiny_llama, tmp_path / "x", "--max-steps", "0")) == 15
+    assert main(train_args(repo, tmp_path, tiny_llama, tmp_path / "x", "--eval", "--eval-sample", "0")) == 15
     assert main(train_args(repo, tmp_path, tmp_path, tmp_path / "x")) == 17  # not a model directory
 
 

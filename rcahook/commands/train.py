@@ -37,6 +37,8 @@ def run(*, repo: str, db: str | None, base: str | None, stages: str, until: str 
     names = [] if features_only else parse_stages(stages)
     if max_steps is not None and max_steps < 1:
         raise BadInputError(f"--max-steps {max_steps}: expected a positive number of optimiser steps")
+    if eval_sample is not None and eval_sample < 1:
+        raise BadInputError(f"--eval-sample {eval_sample}: expected a positive number of investigations")
     r = open_repo(repo)
     with lm.main_first():  # one process brings the index up to date
         history = open_history(r, db, update=True, graph=False)
