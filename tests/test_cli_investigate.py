@@ -5,27 +5,16 @@ import importlib.util
 import json
 import re
 import sqlite3
-import sys
 import types
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import rcahook
 
-from rcahook.cli import main
 from rcahook.demo import generate
 from rcahook.report import JSON_SCHEMA, SCHEMA_VERSION
 
 jsonschema = pytest.importorskip("jsonschema")
-
-
-def rcahook(*args: str, input: str | None = None) -> types.SimpleNamespace:
-    """Run the real entry point (error -> exit code mapping included), capturing its output."""
-    with CliRunner().isolation(input=input) as (out, err, _):
-        code = main(list(args))
-        sys.stdout.flush()  # the captured streams are buffered text wrappers
-        sys.stderr.flush()
-    return types.SimpleNamespace(code=code, out=out.getvalue().decode(), err=err.getvalue().decode())
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 
 import pytest
-from click.testing import CliRunner
+from clirun import rcahook
 
-from rcahook.cli import main
 from rcahook.config import load_config
 from rcahook.demo import generate
 from rcahook.gitrepo import Repo
@@ -21,14 +19,6 @@ from rcahook.stacktrace import map_frames, parse_stack_trace
 
 def git(repo, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
-def rcahook(*args: str) -> types.SimpleNamespace:
-    with CliRunner().isolation() as (out, err, _):
-        code = main(list(args))
-        sys.stdout.flush()  # the captured streams are buffered text wrappers
-        sys.stderr.flush()
-    return types.SimpleNamespace(code=code, out=out.getvalue().decode(), err=err.getvalue().decode())
 
 
 @pytest.fixture(scope="module")

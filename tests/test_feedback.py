@@ -9,10 +9,9 @@ import sys
 import types
 
 import pytest
-from click.testing import CliRunner
+from clirun import rcahook
 
 from rcahook import feedback as fb
-from rcahook.cli import main
 from rcahook.errors import BadInputError, NotFoundError
 
 CANDIDATES = [f"{i:x}" * 40 for i in range(1, 7)]  # "111...1", "222...2", ...
@@ -137,14 +136,6 @@ def test_a_newer_schema_is_refused_not_replaced(state):
 
 
 # -- the command ---------------------------------------------------------------------------------
-
-def rcahook(*args: str) -> types.SimpleNamespace:
-    with CliRunner().isolation() as (out, err, _):
-        code = main(list(args))
-        sys.stdout.flush()  # the captured streams are buffered text wrappers
-        sys.stderr.flush()
-    return types.SimpleNamespace(code=code, out=out.getvalue().decode(), err=err.getvalue().decode())
-
 
 @pytest.fixture
 def saved_in_repo(make_repo):

@@ -134,6 +134,22 @@ def test_position_bias_is_averaged_out_by_shuffles():
     assert len(wins) >= 4  # any candidate can be first: position is random, not input order
 
 
+def test_position_bias_is_not_the_same_in_every_investigation():
+    """One seed, many incidents: the input leader must not sit in the same prompt slot each time,
+    or a model's position bias becomes a systematic rank for the stage-1 leader."""
+    class FirstShown(Oracle):
+        def generate(self, prompt, *, max_new_tokens):
+            self.prompts.append(prompt)
+            return prompt.labels[0]
+
+    tops = {election_rank(FirstShown({}), IncidentView(title=f"incident {i}"), cands(6), picks=1, seed=0)[0][0]
+            for i in range(20)}
+    assert len(tops) >= 4
+    again = [election_rank(FirstShown({}), IncidentView(title="incident 3"), cands(6), picks=1, seed=0)
+             for _ in range(2)]
+    assert again[0] == again[1]  # still deterministic for one incident and seed
+
+
 @pytest.mark.parametrize("ranker", [election_rank, logprob_rank])
 def test_progress_reaches_its_total(ranker):
     calls = []
