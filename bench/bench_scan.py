@@ -4,7 +4,8 @@
 
 Makes a non-bare clone of the mirror (main only) under --work, and measures a push of the
 10 newest commits (remote-tracking main 10 commits behind local main) through the real
-hooks/pre-push script, fed the line git would give it:
+pre-push hook as `rcahook install-hook` writes it (rcahook/data/pre-push, run by this
+interpreter), fed the line git would give it:
   (a) index up to date: target under 1 s;
   (b) index 20 commits behind (it was last updated 20 commits ago, before a fetch and the
       new work): the scan indexes those 20 commits and their touched definitions first;
@@ -23,11 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOOK = ROOT / "hooks" / "pre-push"
 RCAHOOK = Path(sys.executable).parent / "rcahook"
 PUSHED = 10
 BEHIND = 20
-CACHES = ("index.sqlite", "risk-state.pickle", "risk-callers.json")
+CACHES = ("index.sqlite", "risk-callers.json")  # the scan's saved state is in index.sqlite
 
 
 def git(clone: Path, *args: str) -> str:
@@ -79,13 +79,20 @@ def restore_behind(clone: Path, work: Path) -> None:
             shutil.copy2(work / "behind" / name, index_dir / name)
 
 
-def push_once(clone: Path, tip: str) -> tuple[float, str]:
+def write_hook(work: Path) -> Path:
+    from rcahook.commands.install_hook import hook_source
+
+    hook = work / "pre-push"
+    hook.write_bytes(hook_source(sys.executable))
+    return hook
+
+
+def push_once(clone: Path, tip: str, hook: Path) -> tuple[float, str]:
     """The hook as git runs it; returns (seconds, its output)."""
     line = f"refs/heads/main {tip} refs/heads/main {git(clone, 'rev-parse', f'{tip}~{PUSHED}')}\n"
-    env = {**os.environ, "RCAHOOK": str(RCAHOOK)}
     started = time.perf_counter()
-    out = subprocess.run(["sh", str(HOOK), "origin", "unused-url"], cwd=clone, input=line, capture_output=True,
-                         text=True, env=env)
+    out = subprocess.run(["sh", str(hook), "origin", "unused-url"], cwd=clone, input=line, capture_output=True,
+                         text=True, env=dict(os.environ))
     seconds = time.perf_counter() - started
     assert out.returncode == 0, out.stderr
     return seconds, out.stderr
@@ -100,14 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     clone, tip = prepare(args.mirror, args.work)
     set_refs(clone, local=tip, remote=f"{tip}~{PUSHED}")
+    hook = write_hook(args.work)
 
     behind: list[float] = []
     for _ in range(args.runs):
         restore_behind(clone, args.work)
-        seconds, output = push_once(clone, tip)
+        seconds, output = push_once(clone, tip, hook)
         behind.append(seconds)
     assert f"{PUSHED} commit(s)" in output or "commit(s)" in output, output
-    up_to_date = [push_once(clone, tip)[0] for _ in range(args.runs)]
+    up_to_date = [push_once(clone, tip, hook)[0] for _ in range(args.runs)]
 
     from rich.console import Console
     from rich.table import Table

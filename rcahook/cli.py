@@ -145,6 +145,10 @@ def graph_neighbors(**kwargs) -> None:
 @click.option("--llm-model", default=None, help="Model name to request from --llm-url.")
 @click.option("--llm-top", type=int, default=40, show_default=True,
               help="How many of the features ranking the LLM re-ranks.")
+@click.option("--llm-timeout", type=float, default=None,
+              help="Seconds to wait for the model server's answer (default: 10; config llm-timeout).")
+@click.option("--llm-connect-timeout", type=float, default=None,
+              help="Seconds to wait for a connection to the model server (default: 5).")
 @click.option("--max-candidates", type=int, default=None, help="Stage-1 cut (default: 300).")
 @click.option("--min-confidence", type=float, default=None,
               help="Below this, say there is no confident suggestion (default: 0.3).")
@@ -180,13 +184,19 @@ def feedback(**kwargs) -> None:
 @repo_option
 @db_option
 @click.option("--window", type=int, default=500, show_default=True)
-@click.option("--track", type=click.Choice(["title", "paths"]), default="title", show_default=True)
+@click.option("--track", type=click.Choice(["title", "paths", "null"]), default="title", show_default=True,
+              help="null: each title replaced by one about something else (see --null-titles); measures abstention.")
+@click.option("--null-titles", type=click.Path(dir_okay=False), default=None,
+              help="Null track: titles from another repository, one a line (default: this one's, half its history away).")
 @click.option("--ranker", "rankers", multiple=True, default=("features",), show_default=True,
               help="Ranker(s) to measure: features, election, logprob, features-default.")
 @click.option("--model", default=None)
 @click.option("--llm-url", default=None)
 @click.option("--llm-model", default=None)
 @click.option("--llm-top", type=int, default=40, show_default=True)
+@click.option("--llm-timeout", type=float, default=None, help="Seconds to wait for the model server's answer.")
+@click.option("--llm-connect-timeout", type=float, default=None,
+              help="Seconds to wait for a connection to the model server.")
 @click.option("--limit", type=int, default=None, help="Only the N most recent investigations.")
 @click.option("--sample", type=int, default=None, help="A random sample of N investigations.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -208,8 +218,10 @@ def backtest(**kwargs) -> None:
 @click.option("--from", "from_", default=None, help="Oldest excluded revision (e.g. the remote's sha).")
 @click.option("--to", default=None, help="Newest included revision (default: HEAD).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
-@click.option("--fail-above", type=float, default=None, help="Exit 1 when a commit's risk exceeds this.")
-@click.option("--max-seconds", type=float, default=None, help="Time budget; past it, pass with a warning.")
+@click.option("--fail-above", type=float, default=None,
+              help="Exit 3 (a verdict: the push is blocked) when a commit's risk exceeds this.")
+@click.option("--max-seconds", type=float, default=None,
+              help="Time budget; past it, pass with a warning (default: 20 in hooks, none by hand).")
 @click.option("--strict", is_flag=True, help="Internal errors and overruns fail instead of passing.")
 @click.option("--hook", "hook", type=click.Choice(["pre-push", "pre-commit-framework"]), default=None,
               hidden=True)
@@ -222,10 +234,10 @@ def scan(**kwargs) -> None:
 
 
 @cli.command("install-hook")
-@click.option("--force", is_flag=True, help="Replace an existing pre-push hook.")
+@click.option("--uninstall", is_flag=True, help="Remove rcahook's hook and put back the one it chained.")
 @repo_option
 def install_hook(**kwargs) -> None:
-    """Install rcahook as the repository's plain git pre-push hook."""
+    """Install rcahook as the repository's plain git pre-push hook (an existing one is chained)."""
     _run("install_hook", **kwargs)
 
 

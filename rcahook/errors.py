@@ -48,6 +48,10 @@ class ModelServerError(ModelUnavailableError):
     exit_code = 18
 
 
+class ModelAnswerError(ModelServerError):
+    """The model answered, but nothing a ranking can use (null text, NaN logprobs, no valid label)."""
+
+
 class ConfigError(RcahookError):
     exit_code = 19
 
@@ -56,3 +60,17 @@ class NotFoundError(RcahookError):
     """A commit, investigation id or symbol the user named is not in the index."""
 
     exit_code = 20
+
+
+class PermissionDeniedError(RcahookError):
+    """rcahook cannot read or write where its data lives (a read-only repository, a file
+    without permission). Never reported as corruption, never a reason to delete anything."""
+
+    exit_code = 21
+
+
+class RepositoryReadError(RcahookError):
+    """An object the repository should have could not be read (corrupt or lost); also what a
+    worker process sends back instead of a library exception that cannot cross processes."""
+
+    exit_code = 22

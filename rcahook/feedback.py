@@ -2,7 +2,8 @@
 
 Unlike the index (a cache, rebuilt at will), this holds what cannot be recomputed: what
 rcahook suggested for an incident and what the responder said caused it. So it lives in
-its own file, `<git dir>/rcahook/state.sqlite`, and is written with care:
+its own file, `<git common dir>/rcahook/state.sqlite` (one for the repository and all its
+linked worktrees), and is written with care:
 
 - append-only: triggers refuse UPDATE and DELETE on both tables; a later verdict on the
   same commit supersedes an earlier one in the `current_verdicts` view, both stay;
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rcahook.errors import BadInputError, ConfigError, NotFoundError
+from rcahook import store
+from rcahook.errors import BadInputError, ConfigError, NotFoundError, PermissionDeniedError
 
 STATE_SCHEMA_VERSION = 1
 EXPORT_VERSION = 1
@@ -101,6 +103,7 @@ class Verdict:
 
 
 def state_path(git_dir: Path) -> Path:
+    """`git_dir` is git's common directory (Repo.common_dir): linked worktrees share one store."""
     return git_dir / "rcahook" / "state.sqlite"
 
 
@@ -109,24 +112,43 @@ def iso(epoch: int) -> str:
 
 
 def open_state(path: Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open (or create) the state database; never rebuilt, never migrated destructively."""
+    """Open (or create) the state database; never rebuilt, never migrated destructively.
+
+    Without `create`, one this process cannot write (a read-only repository) is opened
+    read-only (store.is_read_only): listing and exporting work, recording a verdict cannot.
+    """
+    problem = store.write_problem(path)
     if not path.exists():
         if not create:
             raise NotFoundError(
                 f"no saved investigations at {path}; run `rcahook investigate` (without --no-save) first")
+        if problem:
+            raise PermissionDeniedError(f"cannot save investigations in {path}: {problem}")
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    elif not os.access(path, os.R_OK):
+        raise PermissionDeniedError(f"cannot read the saved investigations in {path} (permission denied); "
+                                    "give this user read access to it")
+    elif problem and create:
+        raise PermissionDeniedError(f"cannot save investigations in {path}: {problem}")
+    conn: sqlite3.Connection | None = None
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit: verdicts are not a cache
-        conn.execute("PRAGMA foreign_keys=ON")
+        if problem:
+            conn = store.connect_read_only(path)
+        else:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit: verdicts are not a cache
+            conn.execute("PRAGMA foreign_keys=ON")
         has_meta = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
     except sqlite3.DatabaseError as e:
-        conn.close()
-        raise ConfigError(f"the state database {path} is unreadable ({e}); it holds saved "
-                          "verdicts, so rcahook will not replace it: move it aside to start afresh") from e
+        if conn is not None:
+            conn.close()
+        raise _unopenable(path, e) from e
     if not has_meta:
+        if problem:
+            conn.close()
+            raise NotFoundError(f"no saved investigations in {path} (it is empty, and read-only: {problem})")
         # executescript commits on its own, so the schema and its version go in one script;
         # IF NOT EXISTS and OR IGNORE: two first runs racing both succeed
         conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR IGNORE INTO meta VALUES "
@@ -138,6 +160,18 @@ def open_state(path: Path, *, create: bool = True) -> sqlite3.Connection:
         raise ConfigError(f"the state database {path} has schema version {version}, newer than this "
                           f"rcahook understands ({STATE_SCHEMA_VERSION}); upgrade rcahook")
     return conn
+
+
+def _unopenable(path: Path, e: sqlite3.DatabaseError) -> Exception:
+    """What a state database that could not be opened is; only corruption suggests moving it."""
+    if store.is_corrupt(e):
+        return ConfigError(f"the state database {path} is unreadable ({e}); it holds saved "
+                           "verdicts, so rcahook will not replace it: move it aside to start afresh")
+    if store.is_read_only_error(e):
+        return PermissionDeniedError(f"cannot open the saved investigations in {path} ({e}); check the "
+                                     f"permissions of it and of {path.parent}")
+    return ConfigError(f"cannot open the state database {path} ({e}); it was left as it is: "
+                       "check the file and the disk, then run this again")
 
 
 @contextmanager

@@ -50,6 +50,7 @@ class Change:
     hunks: tuple[tuple[int, int, int, int], ...]  # (old_start, old_lines, new_start, new_lines)
     old_blob: str | None
     new_blob: str | None
+    unavailable: bool = False  # its blobs are not in the clone (partial clone): no lines, no hunks
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,13 @@ class History:
 
     @classmethod
     def open(cls, db_path: Path) -> History:
+        """The index as it is; read-only when this process cannot write it (see `read_only`)."""
         return cls(store.open_index(db_path, create=False))
+
+    @property
+    def read_only(self) -> bool:
+        """Opened read-only (a read-only repository): nothing may be cached or saved in it."""
+        return store.is_read_only(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -139,9 +146,9 @@ class History:
     def changes(self, sha: str) -> list[Change]:
         cid = self.commit(sha).id
         return [
-            Change(path, old, status, a, d, bool(b), parse_hunks(h), ob, nb)
-            for path, old, status, a, d, b, h, ob, nb in self.conn.execute(
-                "SELECT path, old_path, status, added, deleted, binary, hunks, old_blob, new_blob"
+            Change(path, old, status, a, d, bool(b), parse_hunks(h), ob, nb, bool(u))
+            for path, old, status, a, d, b, h, ob, nb, u in self.conn.execute(
+                "SELECT path, old_path, status, added, deleted, binary, hunks, old_blob, new_blob, unavailable"
                 " FROM changes WHERE commit_id=? ORDER BY idx", (cid,))
         ]
 

@@ -4,6 +4,10 @@ Each batch of commits is written in one transaction, so a Ctrl-C or kill -9 leav
 consistent database; the next run walks again from the recorded tips, skips the commits
 already present and carries on. Diffs are computed in worker processes (libgit2's patch
 generation is most of the cost), rows are written by this process alone.
+
+A file change whose blobs this clone lacks (a partial clone) is recorded with its path and
+status and marked unavailable; nothing is fetched. Workers send back rcahook's own errors
+only: a library exception may not survive pickling on its way back.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rcahook import store
+from rcahook.errors import RcahookError, RepositoryReadError
 from rcahook.gitrepo import CommitRecord, Repo
 from rcahook.links import ShaResolver, find_references
 from rcahook.progress import Progress
@@ -38,6 +43,7 @@ class IndexResult:
     touched_commits: int = 0
     graph_files: int = 0
     graph_rev: str | None = None
+    unavailable_changes: int = 0  # file changes of the new commits whose blobs are missing
     notes: list[str] = field(default_factory=list)
 
 
@@ -58,7 +64,7 @@ def _rows(rec: CommitRecord) -> tuple:
     )
     changes = [
         (i, f.path, f.old_path, f.status, f.added, f.deleted, int(f.binary),
-         _hunks_text(f.hunks), f.old_blob, f.new_blob)
+         _hunks_text(f.hunks), f.old_blob, f.new_blob, int(f.unavailable))
         for i, f in enumerate(rec.files)
     ]
     links = [(r.seq, r.kind, r.ref) for r in find_references(rec.subject, rec.body)]
@@ -71,9 +77,16 @@ _worker_repo: Repo | None = None
 def _worker_rows(args: tuple[str, Sequence[str]]) -> list[tuple]:
     global _worker_repo
     path, shas = args
-    if _worker_repo is None or _worker_repo.path != path:
-        _worker_repo = Repo(path)
-    return [_rows(_worker_repo.commit_record(sha)) for sha in shas]
+    try:
+        if _worker_repo is None or _worker_repo.path != path:
+            _worker_repo = Repo(path)
+        return [_rows(_worker_repo.commit_record(sha)) for sha in shas]
+    except RcahookError:
+        raise
+    except Exception as e:  # noqa: BLE001 (any error: what matters is that it crosses back)
+        # whatever it is, it must cross back to the parent: a plain message always can
+        raise RepositoryReadError(f"indexing {path} failed in a worker process: {type(e).__name__}: {e} "
+                                  "(run with --jobs 1 for the full error; please report it)") from None
 
 
 def _insert(conn: sqlite3.Connection, batch: Iterable[tuple]) -> int:
@@ -89,7 +102,7 @@ def _insert(conn: sqlite3.Connection, batch: Iterable[tuple]) -> int:
         cid = cur.lastrowid
         conn.executemany("INSERT INTO parents VALUES (?,?,?)",
                          [(cid, i, p) for i, p in enumerate(parents)])
-        conn.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        conn.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                          [(cid, *c) for c in changes])
         conn.executemany("INSERT INTO links VALUES (?,?,?,?,NULL,'pending')",
                          [(cid, *link) for link in links])
@@ -147,6 +160,7 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                 for batch in _record_batches(repo, todo, jobs):
                     with store.transaction(conn):
                         result.new_commits += _insert(conn, batch)
+                    result.unavailable_changes += sum(c[-1] for _, _, changes, _ in batch for c in changes)
                     advance(len(batch))
             result.links_total, result.links_unresolved = resolve_links(conn)
             with store.transaction(conn):

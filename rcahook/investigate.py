@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rcahook import store
 from rcahook.config import Config
-from rcahook.confidence import load_calibration, raw_confidence
+from rcahook.confidence import Signals, load_calibration, raw_confidence, signals_for
 from rcahook.errors import BadInputError, EmptySearchSpaceError, ModelServerError, NotFoundError
 from rcahook.features import GraphHints, Query
 from rcahook.gitrepo import Repo
@@ -27,7 +27,7 @@ from rcahook.ranking import RANKERS, Ranking, RankerSpec, rank
 from rcahook.reasons import Reason, reasons_for, relative_age
 from rcahook.retrieve import Candidate, RetrievalConfig, graph_hints, needs_graph, search_space
 from rcahook.scorer import WEIGHTS_FILE, load_weights
-from rcahook.stacktrace import Frame, map_frames, parse_stack_trace
+from rcahook.stacktrace import Frame, Trace, map_frames, parse_capped
 
 DEFAULT_SINCE = timedelta(days=14)
 DEFAULT_MIN_CONFIDENCE = 0.3
@@ -48,19 +48,27 @@ class Options:
     max_candidates: int = DEFAULT_MAX_CANDIDATES  # stage-1 cut
     min_confidence: float = DEFAULT_MIN_CONFIDENCE  # below: "no confident suggestion"
     strict: bool = False  # an unreachable model server fails instead of falling back
+    llm_timeout: float | None = None  # seconds to wait for the server's answer; None: rcahook.llm.remote's
+    llm_connect_timeout: float | None = None  # seconds to wait for a connection to the server
     top: int = 5  # suggestions shown
 
 
 def options_from(config: Config, *, ranker: str | None, model: str | None, llm_url: str | None,
                  llm_model: str | None, llm_top: int, max_candidates: int | None,
-                 min_confidence: float | None, strict: bool, top: int) -> Options:
-    """Flags, else the repository's config, else the defaults."""
+                 min_confidence: float | None, strict: bool, top: int, llm_timeout: float | None = None,
+                 llm_connect_timeout: float | None = None) -> Options:
+    """Flags, else `config` (environment, user config, then what the repository's config may
+    set: config.load_config), else the defaults."""
     chosen = ranker or config.ranker or "features"
     if chosen not in RANKERS:
-        raise BadInputError(f"{config.source}: ranker must be one of {', '.join(RANKERS)}, got {chosen!r}")
-    # a flag for one kind of model replaces the config's other kind rather than clashing with it
+        where = "--ranker" if ranker else config.origin("ranker")
+        raise BadInputError(f"{where}: ranker must be one of {', '.join(RANKERS)}, got {chosen!r}")
+    # A flag for one kind of model replaces the configured other kind rather than clashing
+    # with it; the configured model name goes with the configured server only.
     if model is None and llm_url is None:
         model, llm_url = config.model, config.llm_url
+        if llm_model is None and llm_url is not None:
+            llm_model = config.llm_model
     if min_confidence is None:
         min_confidence = config.min_confidence if config.min_confidence is not None else DEFAULT_MIN_CONFIDENCE
     if not 0 <= min_confidence <= 1:
@@ -70,7 +78,10 @@ def options_from(config: Config, *, ranker: str | None, model: str | None, llm_u
             raise BadInputError(f"{name} must be a positive number, got {value}")
     return Options(ranker=chosen, model=model, llm_url=llm_url, llm_model=llm_model, llm_top=llm_top,
                    max_candidates=max_candidates or config.max_candidates or DEFAULT_MAX_CANDIDATES,
-                   min_confidence=min_confidence, strict=strict, top=top)
+                   min_confidence=min_confidence, strict=strict, top=top,
+                   llm_timeout=llm_timeout if llm_timeout is not None else config.llm_timeout,
+                   llm_connect_timeout=(llm_connect_timeout if llm_connect_timeout is not None
+                                        else config.llm_connect_timeout))
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class PreparedQuery:
     query: Query
     frames: tuple[Frame, ...]  # stack frames inside the repository, innermost first
     sources: dict[str, str]  # impacted path -> where it came from, for the reasons
+    trace: Trace | None = None  # the stack trace within its caps (frames, text kept)
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,8 @@ class Result:
     bisect_good: str | None  # parent of the oldest suggestion
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    signals: Signals | None = None  # what the confidence read (rcahook.confidence)
+    fallback_reason: str | None = None  # why the model's ranking was not used (ranker fell back)
 
     @property
     def confident(self) -> bool:
@@ -181,8 +195,11 @@ def prepare_query(repo: Repo, incident: Incident, at: str, config: Config, *, ti
             sources.setdefault(path, "given")
     frames: list[Frame] = []
     functions: list[str] = []
-    if incident.stack_trace:
-        parsed = parse_stack_trace(incident.stack_trace)
+    trace = parse_capped(incident.stack_trace) if incident.stack_trace else None
+    if trace is not None:
+        parsed = trace.frames
+        if trace.note:
+            warn(trace.note)
         frames = map_frames(parsed, tree)
         if not parsed:
             warn("no stack frame recognised in the stack trace; ranking without it")
@@ -202,7 +219,7 @@ def prepare_query(repo: Repo, incident: Incident, at: str, config: Config, *, ti
             sources.setdefault(prefix, f"service {service}")
     query = Query(title=incident.title, description=incident.description, time=time,
                   impacted_paths=tuple(sources), functions=tuple(functions))
-    return PreparedQuery(query, tuple(frames), sources)
+    return PreparedQuery(query, tuple(frames), sources, trace)
 
 
 def window_for(history: History, at: str, incident: Incident, *, until: int) -> SearchSpace:
@@ -267,9 +284,14 @@ def _model_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
 
 def run_ranking(repo: Repo, history: History, prepared: PreparedQuery, space: SearchSpace,
                 options: Options, *, index_dir: Path | None, hints: GraphHints,
-                warn: Callable[[str], None], progress: bool = False) -> tuple[Ranking, str | None]:
-    """The ranking and the model's name; falls back to `features` when the model server
-    cannot be reached, unless `strict`."""
+                warn: Callable[[str], None], progress: bool = False) -> tuple[Ranking, str | None, str | None]:
+    """The ranking, the model's name, and why the model's ranking was not used (None if it was).
+
+    A model server that cannot be reached, or any model whose answer cannot be used (null
+    text, NaN logprobs, labels that are not among the candidates: ModelAnswerError), gives
+    the `features` ranking instead, unless `strict`: a ranking never claims to be the
+    model's when the model had no say in it.
+    """
     weights = load_weights(index_dir)
     config = RetrievalConfig(max_candidates=options.max_candidates)
 
@@ -279,18 +301,23 @@ def run_ranking(repo: Repo, history: History, prepared: PreparedQuery, space: Se
                         diff_text=repo.diff_text, config=config, progress=report)
 
     if options.ranker == "features":
-        return ranked(RankerSpec("features", weights=weights)), None
+        ignored = [name for name, value in (("--llm-url", options.llm_url), ("--model", options.model),
+                                            ("--llm-model", options.llm_model)) if value]
+        if ignored:
+            warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored with --ranker features; "
+                 "use --ranker election or logprob")
+        return ranked(RankerSpec("features", weights=weights)), None, None
     from rcahook.llm.backend import load_backend
 
     try:
-        backend = load_backend(options.model, llm_url=options.llm_url, llm_model=options.llm_model)
+        backend = load_backend(options.model, llm_url=options.llm_url, llm_model=options.llm_model,
+                               connect_timeout=options.llm_connect_timeout, timeout=options.llm_timeout)
         return ranked(RankerSpec(options.ranker, weights=weights, backend=backend,
-                                 llm_top=options.llm_top)), backend.name
+                                 llm_top=options.llm_top)), backend.name, None
     except ModelServerError as e:
         if options.strict:
             raise
-        warn(f"{e}; ranked with the features ranker instead (--strict makes this an error)")
-        return ranked(RankerSpec("features", weights=weights)), None
+        return ranked(RankerSpec("features", weights=weights)), None, str(e)
 
 
 # -- the investigation ------------------------------------------------------------------------
@@ -311,13 +338,17 @@ def investigate(repo: Repo, history: History, incident: Incident, options: Optio
     space = window_for(history, at, incident, until=until)
     hints = load_hints(history, prepared)
     t0 = _time.perf_counter()
-    ranking, model = run_ranking(repo, history, prepared, space, options, index_dir=index_dir, hints=hints,
-                                 warn=note, progress=progress)
+    ranking, model, fallback_reason = run_ranking(repo, history, prepared, space, options, index_dir=index_dir,
+                                                  hints=hints, warn=note, progress=progress)
+    if fallback_reason:  # one line on stderr; the report has it once, as ranker.fallback_reason
+        warn(f"{fallback_reason}; ranked with the features ranker instead (--strict makes this an error)")
     shown = ranking.candidates[: options.top]
     probabilities = [c.probability for c in shown[:CONFIDENCE_TOP]]
     raw = raw_confidence(probabilities)
     calibration = load_calibration(ranking.ranker, index_dir)
-    confidence = calibration(raw) if shown else 0.0
+    signals = signals_for(ranking.candidates, query_text=prepared.query.text,
+                          background=ranking.retrieval.background, mass=raw)
+    confidence = calibration(signals) if shown else 0.0
     mass = sum(probabilities)
     suggestions = [
         Suggestion(rank=i + 1, candidate=c, share=confidence * c.probability / mass if mass else 0.0,
@@ -332,4 +363,4 @@ def investigate(repo: Repo, history: History, incident: Incident, options: Optio
     seconds = {"prepare": t0 - started, **ranking.seconds, "total": _time.perf_counter() - started}
     return Result(incident, prepared, space, ranking, options.ranker, model, weights_source, confidence, raw,
                   str(calibration.info.get("source", "fitted")), options, suggestions,
-                  parents[0] if parents else None, warnings, seconds)
+                  parents[0] if parents else None, warnings, seconds, signals, fallback_reason)

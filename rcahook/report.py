@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from rcahook.investigate import Result
 from rcahook.reasons import nonzero_features
+from rcahook.untrusted import md_code, md_text, term_text
 
 SCHEMA_VERSION = 1
 MAX_FILES = 10
@@ -39,7 +40,8 @@ def incident_json(result: Result) -> dict:
         "window": inc.window,
         "impacted_paths": list(inc.impacted_paths),
         "services": list(inc.services),
-        "stack_trace": inc.stack_trace,
+        # the trace within its caps (rcahook.stacktrace), never a raw multi-megabyte paste
+        "stack_trace": result.prepared.trace.text if result.prepared.trace else inc.stack_trace,
     }
 
 
@@ -93,6 +95,8 @@ def to_json(result: Result, *, inv_id: str | None, created: int) -> dict:
             "impacted": [{"path": p, "source": src} for p, src in result.prepared.sources.items()],
             "functions": list(result.prepared.query.functions),
             "frames": [{"path": f.path, "line": f.line, "function": f.function} for f in result.prepared.frames],
+            "frames_dropped": result.prepared.trace.frames_dropped if result.prepared.trace else 0,
+            "trace_note": result.prepared.trace.note if result.prepared.trace else None,
         },
         "search_space": {
             "at": space.at,
@@ -106,12 +110,14 @@ def to_json(result: Result, *, inv_id: str | None, created: int) -> dict:
             "name": used,
             "requested": result.ranker_requested,
             "fallback": used != result.ranker_requested,
+            "fallback_reason": result.fallback_reason,
             "model": result.model,
             "weights": result.weights_source,
         },
         "confidence": {
             "value": round(result.confidence, 4),
             "raw": round(result.raw_confidence, 4),
+            "signals": result.signals.to_json() if result.signals else None,
             "top": result.confidence_top,
             "min_confidence": result.options.min_confidence,
             "confident": ranked,
@@ -149,26 +155,40 @@ def _space_line(doc: dict) -> str:
     return f"{s['commits']} commits reachable from {s['at'][:12]} ({span}); {s['candidates']} scored"
 
 
+def fallback_line(doc: dict) -> str | None:
+    """The one line that says the model's ranking was not used, and why."""
+    r = doc["ranker"]
+    if not r["fallback"]:
+        return None
+    return (f"model ranking not used ({r['requested']}): {r.get('fallback_reason') or 'no reason recorded'}; "
+            f"ranked with {r['name']} instead")
+
+
 def render_text(doc: dict, out) -> None:
-    """Print to a rich Console."""
+    """Print to a rich Console. Untrusted text goes in as `Text` (never parsed as markup) and
+    through `term_text` (escape sequences shown, not obeyed)."""
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     ranked = doc["order"] == "ranked"
-    out.print(Text.assemble(("incident: ", "bold"), doc["incident"]["title"]))
+    out.print(Text.assemble(("incident: ", "bold"), term_text(doc["incident"]["title"])))
     out.print(Text(f"search space: {_space_line(doc)}"))
     r, c = doc["ranker"], doc["confidence"]
-    model = f", model {r['model']}" if r["model"] else ""
+    model = f", model {term_text(r['model'])}" if r["model"] else ""
     fallback = f" (fell back from {r['requested']})" if r["fallback"] else ""
     out.print(Text(f"ranker: {r['name']}{fallback}{model}, {r['weights']} weights; confidence "
                    f"{c['value']:.0%} that the root cause is among the top {c['top']} ({c['calibration']})"))
+    if fallback_line(doc):
+        out.print(Text(term_text(fallback_line(doc)), style="yellow"), soft_wrap=True)  # one line, unfolded
     impacted = ", ".join(f"{i['path']} ({i['source']})" for i in doc["query"]["impacted"][:6])
     if impacted:
-        out.print(Text(f"impacted: {impacted}"))
+        out.print(Text(term_text(f"impacted: {impacted}")))
+    if doc["query"].get("trace_note"):
+        out.print(Text(f"note: {doc['query']['trace_note']}"))
     out.print()
     style = "bold green" if ranked else "bold yellow"
-    out.print(Text(doc["headline"], style=style))
+    out.print(Text(term_text(doc["headline"]), style=style))
     if not doc["suggestions"]:
         return
     table = Table(show_edge=False, show_lines=True, pad_edge=False)
@@ -177,73 +197,74 @@ def render_text(doc: dict, out) -> None:
                      ("reasons", {"ratio": 4})):
         table.add_column(name if (ranked or name != "#") else "", **kw)
     for s in doc["suggestions"]:
-        reasons = "\n".join(f"• {x['text']}" for x in s["reasons"][:TEXT_REASONS])
+        reasons = "\n".join(f"• {term_text(x['text'])}" for x in s["reasons"][:TEXT_REASONS])
         more = len(s["reasons"]) - TEXT_REASONS
         if more > 0:
             reasons += f"\n  (+{more} more: --format json)"
-        table.add_row(str(s["rank"]) if ranked else "-", s["short_sha"], Text(s["subject"]),
-                      Text(s["author"]["name"]), s["age"], f"{s['share']:.0%}", Text(reasons))
+        table.add_row(str(s["rank"]) if ranked else "-", s["short_sha"], Text(term_text(s["subject"])),
+                      Text(term_text(s["author"]["name"])), s["age"], f"{s['share']:.0%}", Text(reasons))
     out.print(table)
     out.print()
     out.print("[bold]verify[/bold]")
     for s in doc["suggestions"]:
         v = s["verify"]
         label = f"{s['rank']}." if ranked else "-"
-        out.print(f"  {label} {v['show']}   {v['revert']}   [dim](undo: {v['revert_abort']})[/dim]")
+        out.print(f"  {label} {escape(v['show'])}   {escape(v['revert'])}   "
+                  f"[dim](undo: {escape(v['revert_abort'])})[/dim]")
     if doc["bisect"]:
-        out.print(f"  bisect over them: {doc['bisect']['command']}  [dim](then git bisect good|bad; "
+        out.print(f"  bisect over them: {escape(doc['bisect']['command'])}  [dim](then git bisect good|bad; "
                   "git bisect reset)[/dim]")
     if doc["id"]:
         out.print()
         out.print(f"saved as [bold]{escape(doc['id'])}[/bold]; tell rcahook what it was: "
-                  f"rcahook feedback {doc['id']} --root-cause SHA (or --not SHA)")
+                  f"rcahook feedback {escape(doc['id'])} --root-cause SHA (or --not SHA)")
 
 
 # -- markdown ---------------------------------------------------------------------------------
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    tick = "``" if "`" in text else "`"
-    return f"{tick}{text}{tick}"
-
-
 def render_markdown(doc: dict) -> str:
-    """A block to paste into an incident ticket (GitHub/GitLab/Jira-with-Markdown)."""
+    """A block to paste into an incident ticket (GitHub/GitLab/Jira-with-Markdown).
+
+    Everything from the repository, the incident or a model server goes through `md_text`: a
+    ticket must never get HTML, a link or an image from a commit message. Code spans
+    (`md_code`) hold only rcahook's own commands and shas.
+    """
     ranked = doc["order"] == "ranked"
     c, r = doc["confidence"], doc["ranker"]
-    lines = [f"### rcahook: suspect changes for \"{_cell(doc['incident']['title'])}\"", ""]
-    lines.append(f"**{_cell(doc['headline'])}**")
+    lines = [f"### rcahook: suspect changes for \"{md_text(doc['incident']['title'])}\"", ""]
+    lines.append(f"**{md_text(doc['headline'])}**")
     lines.append("")
     lines.append(f"Confidence {c['value']:.0%} that the root cause is among the top {c['top']} "
                  f"(threshold {c['min_confidence']:.0%}) · ranker `{r['name']}`"
                  + (f" (fell back from `{r['requested']}`)" if r["fallback"] else "")
-                 + f" · {_space_line(doc)}"
-                 + (f" · investigation `{doc['id']}`" if doc["id"] else ""))
+                 + f" · {md_text(_space_line(doc))}"
+                 + (f" · investigation {md_code(doc['id'])}" if doc["id"] else ""))
+    if fallback_line(doc):
+        lines += ["", f"> **{md_text(fallback_line(doc))}**"]
     if doc["query"]["impacted"]:
         lines.append("")
-        lines.append("Impacted: " + ", ".join(f"`{i['path']}` ({i['source']})" for i in doc["query"]["impacted"]))
+        lines.append("Impacted: " + ", ".join(f"{md_text(i['path'])} ({md_text(i['source'])})"
+                                              for i in doc["query"]["impacted"]))
     if not doc["suggestions"]:
         return "\n".join(lines) + "\n"
     lines += ["", "| # | Commit | Subject | Author | Landed | Share |", "|---|---|---|---|---|---|"]
     for s in doc["suggestions"]:
-        lines.append(f"| {s['rank'] if ranked else '–'} | `{s['short_sha']}` | {_cell(s['subject'])} | "
-                     f"{_cell(s['author']['name'])} | {s['age']} | {s['share']:.0%} |")
+        lines.append(f"| {s['rank'] if ranked else '–'} | {md_code(s['short_sha'], in_table=True)} | "
+                     f"{md_text(s['subject'])} | {md_text(s['author']['name'])} | {s['age']} | "
+                     f"{s['share']:.0%} |")
     for s in doc["suggestions"]:
         head = f"{s['rank']}. " if ranked else ""
-        lines += ["", f"#### {head}`{s['short_sha']}` {_cell(s['subject'])}", ""]
-        lines += [f"- {x['text']}" for x in s["reasons"]] or ["- (no specific evidence: ranked by priors)"]
+        lines += ["", f"#### {head}{md_code(s['short_sha'])} {md_text(s['subject'])}", ""]
+        lines += [f"- {md_text(x['text'])}" for x in s["reasons"]] or ["- (no specific evidence: ranked by priors)"]
         v = s["verify"]
-        lines += ["", f"Verify: {_code(v['show'])} · {_code(v['revert'])} (undo: {_code(v['revert_abort'])})"]
+        lines += ["", f"Verify: {md_code(v['show'])} · {md_code(v['revert'])} (undo: {md_code(v['revert_abort'])})"]
     if doc["bisect"]:
-        lines += ["", f"Bisect over all of them: {_code(doc['bisect']['command'])}"]
+        lines += ["", f"Bisect over all of them: {md_code(doc['bisect']['command'])}"]
     if doc["warnings"]:
-        lines += ["", *[f"> note: {_cell(w)}" for w in doc["warnings"]]]
+        lines += ["", *[f"> note: {md_text(w)}" for w in doc["warnings"]]]
     if doc["id"]:
-        lines += ["", f"Feedback: `rcahook feedback {doc['id']} --root-cause <sha>` "
-                      f"(or `--not <sha>`)"]
+        command = f"rcahook feedback {doc['id']} --root-cause <sha>"
+        lines += ["", f"Feedback: {md_code(command)} (or `--not <sha>`)"]
     return "\n".join(lines) + "\n"
 
 
@@ -286,6 +307,7 @@ JSON_SCHEMA: dict = {
                 "frames": {"type": "array", "items": {
                     "type": "object", "required": ["path", "line", "function"],
                     "properties": {"path": _STR, "line": {"type": ["integer", "null"]}, "function": _NSTR}}},
+                "frames_dropped": {"type": "integer", "minimum": 0}, "trace_note": _NSTR,
             },
         },
         "search_space": {
@@ -298,11 +320,11 @@ JSON_SCHEMA: dict = {
         },
         "ranker": {
             "type": "object",
-            "required": ["name", "requested", "fallback", "model", "weights"],
+            "required": ["name", "requested", "fallback", "fallback_reason", "model", "weights"],
             "properties": {
                 "name": {"enum": ["features", "election", "logprob"]},
                 "requested": {"enum": ["features", "election", "logprob"]},
-                "fallback": {"type": "boolean"}, "model": _NSTR,
+                "fallback": {"type": "boolean"}, "fallback_reason": _NSTR, "model": _NSTR,
                 "weights": {"enum": ["default", "repository"]},
             },
         },
@@ -312,6 +334,7 @@ JSON_SCHEMA: dict = {
             "properties": {
                 "value": {"type": "number", "minimum": 0, "maximum": 1},
                 "raw": {"type": "number", "minimum": 0, "maximum": 1},
+                "signals": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
                 "top": {"type": "integer", "minimum": 0},
                 "min_confidence": {"type": "number", "minimum": 0, "maximum": 1},
                 "confident": {"type": "boolean"}, "calibration": _STR,

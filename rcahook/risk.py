@@ -295,6 +295,41 @@ class RiskHistory:
             ev.author_commits = n_author
         return x, ev
 
+    # -- saving (plain JSON-able data, validated on load: the index is untrusted input) -------
+    def to_parts(self) -> dict[str, object]:
+        """The state as JSON-able parts, one per attribute (scan.save_state stores them)."""
+        counters = {name: dict(getattr(self, name)) for name in _COUNTERS}
+        return {
+            "observed": list(self.observed),
+            "learned": [list(pair) for pair in self.learned],
+            "n_commits": self.n_commits,
+            **counters,
+            "file_authors": {path: list(emails) for path, emails in self.file_authors.items()},
+            "author_files": [[email, path, n] for (email, path), n in self.author_files.items()],
+            "culprits": [list(c) for c in self.culprits.values()],
+            "fixes_of": dict(self.fixes_of),
+            "recent_culprits": {key: list(v) for key, v in self.recent_culprits.values.items()},
+        }
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, object]) -> RiskHistory:
+        """The inverse of to_parts; ValueError names the first part that is not what it wrote."""
+        state = cls()
+        state.observed = set(_strings(parts["observed"], "observed"))
+        state.learned = set(_rows(parts["learned"], "learned", (str, str)))
+        state.n_commits = _int(parts["n_commits"], "n_commits")
+        for name in _COUNTERS:
+            setattr(state, name, Counter(_str_map(parts[name], name)))
+        state.file_authors = defaultdict(set, _str_map(parts["file_authors"], "file_authors",
+                                                       lambda v, what: set(_strings(v, what))))
+        state.author_files = Counter({(email, path): n for email, path, n in
+                                      _rows(parts["author_files"], "author_files", (str, str, int))})
+        culprits = [_facts(row) for row in _items(parts["culprits"], "culprits")]
+        state.culprits = {c.sha: c for c in culprits}
+        state.fixes_of = defaultdict(list, _str_map(parts["fixes_of"], "fixes_of", _strings))
+        state.recent_culprits.values = _str_map(parts["recent_culprits"], "recent_culprits", _decayed_value)
+        return state
+
     def similar(self, commits: Sequence[CommitFacts], *, top: int = 3,
                 ) -> list[list[tuple[str, float, tuple[str, ...]]]]:
         """For each commit, the earlier root causes it most resembles: (culprit, BM25 score,
@@ -310,6 +345,78 @@ class RiskHistory:
             out.append([(docs[i].sha, scores[i], tuple(self.fixes_of.get(docs[i].sha, ())))
                         for i in best if scores[i] > 0])
         return out
+
+
+_COUNTERS = ("file_commits", "file_lines", "author_commits", "component_commits", "dir_commits",
+             "word_commits", "file_culprits", "def_culprits", "author_culprits", "component_culprits",
+             "dir_culprits", "word_culprits")
+
+
+# The checks run at C speed (set(map(type, ...))): a saved state holds ~100,000 values on
+# iproute2 and is read on every push. JSON gives exact types, so `type(v) is str` is right.
+
+def _only(values, *types: type) -> bool:
+    return set(map(type, values)) <= set(types)
+
+
+def _items(value: object, what: str) -> list:
+    if type(value) is not list:
+        raise ValueError(f"{what}: expected a list")
+    return value
+
+
+def _strings(value: object, what: str, *, size: int | None = None) -> list[str]:
+    if type(value) is not list or not _only(value, str) or (size is not None and len(value) != size):
+        raise ValueError(f"{what}: expected a list of strings")
+    return value
+
+
+def _int(value: object, what: str) -> int:
+    if type(value) is not int:  # bool is an int too, and not a count
+        raise ValueError(f"{what}: expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _str_map(value: object, what: str, check: Callable[[object, str], object] | None = None) -> dict:
+    """A JSON object (keys are always strings); with no `check`, of integers."""
+    if type(value) is not dict:
+        raise ValueError(f"{what}: expected an object")
+    if check is None:
+        if not _only(value.values(), int):
+            raise ValueError(f"{what}: expected integer values")
+        return value
+    return {k: check(v, what) for k, v in value.items()}
+
+
+def _rows(value: object, what: str, types: tuple[type, ...]) -> list[tuple]:
+    """A list of fixed-size rows, column i of type types[i]."""
+    rows = _items(value, what)
+    if rows and (not _only(rows, list) or set(map(len, rows)) != {len(types)}
+                 or not all(_only(column, t) for column, t in zip(zip(*rows), types))):
+        raise ValueError(f"{what}: expected rows of {len(types)} fields ({', '.join(t.__name__ for t in types)})")
+    return [tuple(row) for row in rows]
+
+
+def _decayed_value(value: object, what: str) -> tuple[float, int]:
+    if type(value) is not list or len(value) != 2 or type(value[0]) not in (int, float) or not math.isfinite(
+            value[0]):
+        raise ValueError(f"{what}: expected [value, time] pairs")
+    return float(value[0]), _int(value[1], what)
+
+
+def _facts(row: object) -> CommitFacts:
+    """A CommitFacts from the list to_parts wrote, every field checked."""
+    if type(row) is not list or len(row) != len(CommitFacts._fields):
+        raise ValueError(f"culprits: expected rows of {len(CommitFacts._fields)} fields")
+    sha, t, email, subject, files, idents, n_added, is_fix, defs, new_defs, body_words, foreign = row
+    if not _only((sha, email, subject), str) or not _only((t, n_added, new_defs, body_words), int) \
+            or not _only((is_fix, foreign), bool):
+        raise ValueError("culprits: a field has the wrong type")
+    return CommitFacts(sha=sha, time=t, email=email, subject=subject,
+                       files=tuple(_rows(files, "culprits.files", (str, str, int, int))),
+                       idents=tuple(_strings(idents, "culprits.idents")), n_idents_added=n_added, is_fix=is_fix,
+                       defs=tuple(_strings(defs, "culprits.defs")), new_defs=new_defs, body_words=body_words,
+                       foreign=foreign)
 
 
 # --- reading commits from the index ---------------------------------------------------------

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from rcahook import __version__
 from rcahook.risk import RiskModel
 from rcahook.scan import CommitRisk
+from rcahook.untrusted import sarif_text
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://pypi.org/project/rcahook/"
@@ -46,8 +47,10 @@ def fingerprint(c: CommitRisk) -> str:
 
 
 def _message(c: CommitRisk) -> str:
+    # Subjects and reasons (paths, past subjects) are the repository's: brackets in a SARIF
+    # message would be embedded links, so they are escaped (sarif_text).
     reasons = "; ".join(r.text for r in c.reasons)
-    return (f"Risk {c.probability:.2f} ({c.level}) for commit {c.sha[:12]} \"{c.subject}\": {reasons}.")
+    return sarif_text(f"Risk {c.probability:.2f} ({c.level}) for commit {c.sha[:12]} \"{c.subject}\": {reasons}.")
 
 
 def result(c: CommitRisk) -> dict:
@@ -67,18 +70,32 @@ def result(c: CommitRisk) -> dict:
     }
 
 
+def _document(results: list[dict], invocation: dict, properties: dict | None = None) -> dict:
+    run = {
+        "tool": {"driver": {"name": "rcahook", "version": __version__, "semanticVersion": __version__,
+                            "informationUri": INFORMATION_URI, "rules": RULES}},
+        "automationDetails": {"id": "rcahook/risk/"},
+        "columnKind": "unicodeCodePoints",
+        "invocations": [invocation],
+        "results": results,
+    }
+    if properties is not None:
+        run["properties"] = properties
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
 def to_sarif(risks: Sequence[CommitRisk], *, model: RiskModel, source: str, include_low: bool = False) -> dict:
     shown = [c for c in risks if c.location is not None and (include_low or c.level != "low")]
-    return {
-        "$schema": SCHEMA_URI,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "rcahook", "version": __version__, "semanticVersion": __version__,
-                                "informationUri": INFORMATION_URI, "rules": RULES}},
-            "automationDetails": {"id": "rcahook/risk/"},
-            "columnKind": "unicodeCodePoints",
-            "results": [result(c) for c in sorted(shown, key=lambda c: -c.probability)],
-            "properties": {"model": source, "thresholds": {"medium": model.thresholds[0],
-                                                           "high": model.thresholds[1]}},
-        }],
-    }
+    return _document([result(c) for c in sorted(shown, key=lambda c: -c.probability)],
+                     {"executionSuccessful": True},
+                     {"model": source, "thresholds": {"medium": model.thresholds[0], "high": model.thresholds[1]}})
+
+
+def without_results(message: str, *, kind: str, failed: bool) -> dict:
+    """A document for a scan that assessed nothing, carrying why: a failure (`failed`: the run is
+    marked unsuccessful, so an upload is not mistaken for a clean scan) or a skip.
+
+    `kind` names the notification (an error class, `timeout`, `skipped`)."""
+    notification = {"level": "error" if failed else "note", "message": {"text": sarif_text(message)},
+                    "descriptor": {"id": kind}}
+    return _document([], {"executionSuccessful": not failed, "toolExecutionNotifications": [notification]})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from rcahook.features import _DOC_PATH
 from rcahook.history import History
 from rcahook.risk import (RISK_FEATURES, CommitFacts, Evidence, RiskHistory, RiskModel, culprit_events,
                           load_facts)
+from rcahook.untrusted import term_text
 
 # Which features each reason speaks for: a reason's weight is their share of the log-odds.
 REASON_FEATURES: dict[str, tuple[str, ...]] = {
@@ -79,7 +80,8 @@ class CommitRisk:
 CALLERS_FILE = "risk-callers.json"  # in the index directory: caller counts of the indexed graph
 
 
-def caller_counts(conn, index_dir: Path) -> Callable[[str], int] | None:
+def caller_counts(conn, index_dir: Path, *,
+                  say: Callable[[str], None] = lambda message: None) -> Callable[[str], int] | None:
     """name -> callers in the indexed code graph, or None when there is no graph.
 
     Loading the graph (networkx, every file's parse) costs about a second on iproute2, so the
@@ -94,9 +96,12 @@ def caller_counts(conn, index_dir: Path) -> Callable[[str], int] | None:
     counts: dict[str, int] | None = None
     try:
         doc = json.loads(cache.read_text())
-        if doc.get("graph_rev") == rev:
-            counts = doc["callers"]
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = doc["callers"]
+        # data from .git/ is untrusted: use it only if it is exactly what this function writes
+        if doc.get("graph_rev") == rev and isinstance(saved, dict) and all(
+                type(n) is int for n in saved.values()):
+            counts = saved
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         pass
     if counts is None:
         try:
@@ -111,8 +116,11 @@ def caller_counts(conn, index_dir: Path) -> Callable[[str], int] | None:
             if n:
                 counts[name] = n
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"graph_rev": rev, "callers": counts}, separators=(",", ":")))
-        tmp.replace(cache)
+        try:
+            tmp.write_text(json.dumps({"graph_rev": rev, "callers": counts}, separators=(",", ":")))
+            tmp.replace(cache)
+        except OSError:
+            say(NOT_SAVED)
     return lambda name: counts.get(name, 0)
 
 
@@ -171,28 +179,85 @@ def riskiest_hunk(history: History, sha: str, file_culprits: Callable[[str], int
     return Location(ch.path, start, start + max(hunk[3], 1) - 1, hunk)
 
 
-STATE_FILE = "risk-state.pickle"  # in the index directory: RiskHistory over published history
+# The state of history is saved in the index itself, as JSON parts validated on load: the
+# index is as untrusted as the repository (a CI cache can hand anyone's .git/rcahook/ to a
+# scan), so nothing in it may be code. Older rcahook pickled it to LEGACY_STATE_FILE, which is
+# never loaded: it is deleted and the state rebuilt (see #10).
+STATE_VERSION = 1  # meta 'risk_state_version'; bump when RiskHistory.to_parts changes shape
+STATE_TABLE = "CREATE TABLE IF NOT EXISTS risk_state (part TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID"
+LEGACY_STATE_FILE = "risk-state.pickle"
+NOT_SAVED = "the index is not writable here: this scan's state was not saved (the next scan recomputes it)"
 
 
-def history_state(conn, index_dir: Path | None, exclude: set[str]) -> RiskHistory:
+def load_state(conn) -> tuple[RiskHistory | None, str | None]:
+    """(the saved state, None), or (None, why it cannot be used); (None, None) when none was saved."""
+    from rcahook import store
+
+    version = store.get_meta(conn, "risk_state_version")
+    try:
+        rows = conn.execute("SELECT part, data FROM risk_state").fetchall()
+    except sqlite3.OperationalError:  # an index written before the table existed
+        rows = []
+    if version is None and not rows:
+        return None, None
+    if version != str(STATE_VERSION):
+        return None, f"the saved one has version {version}, this rcahook writes {STATE_VERSION}"
+    try:
+        parts = {part: json.loads(data) for part, data in rows}
+        if parts.get("features") != list(RISK_FEATURES):
+            return None, "the saved one was computed for other features"
+        return RiskHistory.from_parts(parts), None
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        return None, f"the saved one is malformed ({str(e)[:120]})"
+
+
+def save_state(conn, state: RiskHistory) -> None:
+    """Replace the saved state, in one transaction; waits at most a second for a busy index."""
+    from rcahook import store
+
+    parts = {**state.to_parts(), "features": list(RISK_FEATURES)}
+    rows = [(name, json.dumps(value, separators=(",", ":"))) for name, value in parts.items()]
+    (busy,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    conn.execute("PRAGMA busy_timeout=1000")
+    try:
+        with store.transaction(conn):
+            conn.execute(STATE_TABLE)
+            conn.execute("DELETE FROM risk_state")
+            conn.executemany("INSERT INTO risk_state VALUES (?, ?)", rows)
+            store.set_meta(conn, "risk_state_version", str(STATE_VERSION))
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(busy)}")
+
+
+def _is_busy(e: sqlite3.Error) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
+
+
+def history_state(conn, index_dir: Path | None, exclude: set[str], *,
+                  say: Callable[[str], None] = lambda message: None) -> RiskHistory:
     """RiskHistory over every indexed non-merge commit except `exclude`, with every culprit link
     whose fix is not excluded either.
 
-    Feeding 7,000 commits costs a third of a second, so the state is saved in the index
-    directory and the next scan only feeds what it lacks (new commits, new links). A saved
-    state that observed a commit now excluded (scanned again) is rebuilt from scratch.
+    Feeding 7,000 commits costs a third of a second, so the state is saved in the index (when
+    `index_dir` is given) and the next scan only feeds what it lacks (new commits, new links).
+    A saved state that observed a commit now excluded (scanned again) is rebuilt from scratch.
     """
     shas = {sha for (sha,) in conn.execute("SELECT sha FROM commits WHERE n_parents <= 1")}
     history = shas - exclude
-    path = index_dir / STATE_FILE if index_dir is not None else None
     state = None
-    if path is not None:
-        try:
-            with open(path, "rb") as f:
-                saved = pickle.load(f)
-            if saved.get("features") == RISK_FEATURES and saved["state"].observed <= history:
-                state = saved["state"]
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError):
+    if index_dir is not None:
+        state, why = load_state(conn)
+        legacy = index_dir / LEGACY_STATE_FILE
+        if os.path.lexists(legacy):
+            if state is None and why is None:
+                why = f"{legacy} is from an older rcahook and is never loaded (a pickle could run code)"
+            try:
+                legacy.unlink()
+            except OSError:
+                pass
+        if why:
+            say(f"rebuilding the scan state: {why}")
+        if state is not None and not state.observed <= history:
             state = None
     state = state or RiskHistory()
     events = [e for e in culprit_events(conn) if e.fix not in exclude and (e.fix, e.culprit) not in state.learned]
@@ -206,26 +271,33 @@ def history_state(conn, index_dir: Path | None, exclude: set[str]) -> RiskHistor
     for e in events:
         if e.culprit in culprits:
             state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
-    if path is not None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    if index_dir is not None:
+        from rcahook import store
+
         try:
-            with open(tmp, "wb") as f:
-                pickle.dump({"features": RISK_FEATURES, "state": state}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            tmp.replace(path)
+            if store.is_read_only(conn):  # opened so, in a read-only repository: do not even try
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            save_state(conn, state)
+        except sqlite3.Error as e:
+            if not _is_busy(e):  # busy: `rcahook index` is writing; the next scan saves it
+                say(NOT_SAVED)
         except OSError:
-            pass  # a read-only index directory: the next scan feeds everything again
+            say(NOT_SAVED)
     return state
 
 
 def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: Callable[[str], int] | None = None,
-           index_dir: Path | None = None, top_similar: int = 2) -> list[CommitRisk]:
-    """Risk of each non-merge commit among `shas` (merges and unknown shas are left out), oldest first."""
+           index_dir: Path | None = None, top_similar: int = 2,
+           say: Callable[[str], None] = lambda message: None) -> list[CommitRisk]:
+    """Risk of each non-merge commit among `shas` (merges and unknown shas are left out), oldest first.
+
+    With `index_dir`, the state of history is read from and saved to the index (history_state)."""
     wanted = set(shas)
     pushed = sorted(load_facts(history.conn, sorted(wanted)).values(), key=lambda c: c.time)
     pushed = [c for c in pushed if history.commit(c.sha).n_parents <= 1]
     if not pushed:
         return []
-    state = history_state(history.conn, index_dir, wanted)
+    state = history_state(history.conn, index_dir, wanted, say=say)
     state.callers = callers
     rows, evidence = [], []
     for c in pushed:
@@ -263,6 +335,9 @@ def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: 
 
 # --- output -----------------------------------------------------------------------------------
 
+JSON_SCHEMA = "rcahook.scan/1"
+
+
 def level_note(model: RiskModel, source: str) -> str:
     medium, high = model.thresholds
     q = model.info.get("level_quantiles", [0.8, 0.95])
@@ -274,7 +349,9 @@ def to_json(risks: Sequence[CommitRisk], *, rng, model: RiskModel, source: str, 
             blocked: Sequence[CommitRisk], seconds: float) -> dict:
     """The scan as JSON (schema documented in docs/scan.md)."""
     return {
-        "schema": "rcahook.scan/1",
+        "schema": JSON_SCHEMA,
+        "error": None,
+        "skipped": None,
         "range": {"description": rng.description, "to": rng.to, "commits": len(rng.shas), "capped": rng.capped},
         "model": {"source": source, "thresholds": {"medium": model.thresholds[0], "high": model.thresholds[1]}},
         "fail_above": fail_above,
@@ -292,6 +369,24 @@ def to_json(risks: Sequence[CommitRisk], *, rng, model: RiskModel, source: str, 
     }
 
 
+def empty_json(*, error: tuple[str, str] | None = None, skipped: str | None = None,
+               range_description: str | None = None) -> dict:
+    """The document of a scan that assessed nothing: it failed (`error`: kind, message; the scan
+    passed without a verdict), was skipped, or had nothing to scan (a deleted branch)."""
+    return {
+        "schema": JSON_SCHEMA,
+        "error": None if error is None else {"kind": error[0], "message": error[1]},
+        "skipped": skipped,
+        "range": None if range_description is None else {
+            "description": range_description, "to": None, "commits": 0, "capped": False},
+        "model": None,
+        "fail_above": None,
+        "blocked": [],
+        "seconds": None,
+        "commits": [],
+    }
+
+
 def render_text(risks: Sequence[CommitRisk], *, rng, model: RiskModel, source: str,
                 fail_above: float | None) -> str:
     """Plain text (no rich: the hook's start-up time matters): a line per commit, reasons for
@@ -302,12 +397,14 @@ def render_text(risks: Sequence[CommitRisk], *, rng, model: RiskModel, source: s
     lines = [head]
     for c in sorted(risks, key=lambda c: -c.probability):
         flag = "  BLOCKS" if fail_above is not None and c.probability > fail_above else ""
-        lines.append(f"{c.level.upper():<6} {c.probability:5.2f}  {c.sha[:12]}  {c.subject[:72]}{flag}")
+        # subjects, reasons and paths are the repository's: shown on the terminal, never obeyed
+        lines.append(f"{c.level.upper():<6} {c.probability:5.2f}  {c.sha[:12]}  {term_text(c.subject[:72])}{flag}")
         if c.level == "low" and not flag:
             continue
         for r in c.reasons:
-            lines.append(f"         - {r.text}")
+            lines.append(f"         - {term_text(r.text)}")
         if c.location:
-            lines.append(f"         look first at {c.location.path}:{c.location.start_line}-{c.location.end_line}")
+            lines.append(f"         look first at {term_text(c.location.path)}:{c.location.start_line}-"
+                         f"{c.location.end_line}")
     lines.append(level_note(model, source))
     return "\n".join(lines) + "\n"

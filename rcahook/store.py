@@ -1,8 +1,11 @@
 """The SQLite index: schema, opening (with rebuild of stale or corrupt files) and the lock.
 
 The index is a cache of the repository: it can always be rebuilt, so an old schema or a
-corrupt file is replaced rather than migrated. What cannot be rebuilt (saved
-investigations, responders' verdicts) lives in a separate state database (feedback.py).
+corrupt file is replaced rather than migrated. Only proof of either is a reason to replace
+it: a file that cannot be opened for want of permission, a lock or an I/O error is left as it
+is and reported as what it is. An index that cannot be written (a read-only repository) is
+read as it is. What cannot be rebuilt (saved investigations, responders' verdicts) lives in
+a separate state database (feedback.py).
 """
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rcahook.errors import IndexLockedError, IndexMissingError
+from rcahook.errors import IndexLockedError, IndexMissingError, PermissionDeniedError, RcahookError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +55,7 @@ CREATE TABLE changes (
     added INTEGER NOT NULL, deleted INTEGER NOT NULL, binary INTEGER NOT NULL,
     hunks TEXT NOT NULL,             -- "old_start,old_lines,new_start,new_lines;..."
     old_blob TEXT, new_blob TEXT,
+    unavailable INTEGER NOT NULL DEFAULT 0, -- 1: a blob is missing (partial clone): no lines, no hunks
     PRIMARY KEY (commit_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX changes_path ON changes(path);
@@ -85,11 +89,51 @@ CREATE TABLE graph_files (
 
 
 def default_db_path(git_dir: Path) -> Path:
+    """`git_dir` is git's common directory (Repo.common_dir): linked worktrees share one index."""
     return git_dir / "rcahook" / "index.sqlite"
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+class StoreConnection(sqlite3.Connection):
+    """A connection (to the index or the state database) that knows whether it may write: a
+    read-only repository's index is read as it is, and what would cache or save something
+    skips that instead."""
+
+    read_only = False
+
+
+def is_read_only(conn: sqlite3.Connection) -> bool:
+    return bool(getattr(conn, "read_only", False))
+
+
+def write_problem(db_path: Path) -> str | None:
+    """Why this process cannot write the SQLite file at db_path (the file, the -wal, -shm and
+    lock files beside it, or the directory that would hold them), or None when it can."""
+    probe = db_path.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent  # creating the directory needs its nearest existing ancestor writable
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return f"{probe} is on a read-only file system"
+    except OSError:
+        pass
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user"
+    if probe == db_path.parent:
+        for p in (db_path, *(Path(f"{db_path}{s}") for s in ("-wal", "-shm", ".lock"))):
+            if p.exists() and not os.access(p, os.W_OK):
+                readable = os.access(p, os.R_OK)
+                return f"{p} is not {'writable' if readable else 'readable or writable'} by this user"
+    return None
+
+
+def cannot_write_message(db_path: Path, problem: str) -> str:
+    return (f"cannot write the index at {db_path}: {problem}; pass --db PATH with a writable PATH "
+            "(to `rcahook index` and then to the other commands), or fix the permissions")
+
+
+def _connect(path: Path) -> StoreConnection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False,
+                           factory=StoreConnection)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commit, never consistency
     conn.execute("PRAGMA temp_store=MEMORY")
@@ -97,11 +141,71 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_read_only(path: Path) -> StoreConnection:
+    """Open an SQLite file (the index, the state database) without writing anything, not
+    even the -wal and -shm files beside it."""
+    uri = path.absolute().as_uri()
+    error: sqlite3.OperationalError | None = None
+    # mode=ro reads a WAL database when its -shm exists or can be created; in a read-only
+    # directory without one, immutable=1 reads the file as it is (nobody can be writing it
+    # there: writing needs that directory too)
+    for query in ("mode=ro", "immutable=1"):
+        conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=30, isolation_level=None,
+                               check_same_thread=False, factory=StoreConnection)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if not is_read_only_error(e):
+                raise
+            error = e
+            continue
+        conn.read_only = True
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+    assert error is not None
+    raise error
+
+
+def _error_name(e: sqlite3.Error) -> str:
+    return getattr(e, "sqlite_errorname", "") or ""  # Python 3.11+; the message below otherwise
+
+
+def is_read_only_error(e: sqlite3.Error) -> bool:
+    text = str(e)
+    return (_error_name(e).startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"))
+            or "readonly database" in text or "unable to open database file" in text)
+
+
+def is_corrupt(e: sqlite3.Error) -> bool:
+    """Proof that the file is not a usable SQLite database (as opposed to one we can't open)."""
+    text = str(e)
+    return (_error_name(e).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+            or "file is not a database" in text or "database disk image is malformed" in text)
+
+
+def _unusable(path: Path, e: sqlite3.Error) -> RcahookError:
+    """What an index that could not be opened, for a reason other than corruption, is."""
+    text = str(e)
+    if _error_name(e).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "is locked" in text:
+        return IndexLockedError(f"the index at {path} is locked by another process ({e}); let it finish, "
+                                "then run this again")
+    if is_read_only_error(e):
+        return PermissionDeniedError(
+            f"cannot open the index at {path} ({e}); it was left as it is: check the permissions of it and "
+            f"of {path.parent}, or pass --db PATH for an index of your own")
+    return IndexMissingError(f"cannot open the index at {path} ({e}); it was left as it is (only a "
+                             "corrupt index is rebuilt): check the file and the disk, or pass --db PATH")
+
+
 def _schema_version(conn: sqlite3.Connection) -> int | None:
     try:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except sqlite3.OperationalError:
-        return None
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return None  # some other SQLite file: not an index of this rcahook
+        raise
     return int(row[0]) if row else None
 
 
@@ -114,27 +218,56 @@ def _remove_db(path: Path) -> None:
 
 
 def open_index(path: Path, *, create: bool = True,
-               say: Callable[[str], None] = lambda msg: None) -> sqlite3.Connection:
-    """Open the index, creating it, or rebuilding it when its schema is old or it is corrupt."""
+               say: Callable[[str], None] = lambda msg: None) -> StoreConnection:
+    """Open the index.
+
+    With `create` (`rcahook index`), make it, or rebuild it when its schema is old or it is
+    proven corrupt; that needs write access. Without, an index this process cannot write is
+    opened read-only (see is_read_only). A permission, lock or I/O error never leads to a
+    rebuild: the file is left as it is and the error says what it is.
+    """
+    problem = write_problem(path)
     if not path.exists():
         if not create:
-            raise IndexMissingError(f"no rcahook index at {path}; run `rcahook index` first")
+            hint = (f" ({problem}: run `rcahook index --db PATH` with a writable PATH, then pass the same --db here)"
+                    if problem else "")
+            raise IndexMissingError(f"no rcahook index at {path}; run `rcahook index` first{hint}")
+        if problem:
+            raise PermissionDeniedError(cannot_write_message(path, problem))
         path.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        reason = None
+        return _create(path)
+    if not os.access(path, os.R_OK):
+        raise PermissionDeniedError(
+            f"cannot read the index at {path} (permission denied); it was left as it is: give this user read "
+            "access to it, or pass --db PATH for an index of your own")
+    if create and problem:
+        raise PermissionDeniedError(cannot_write_message(path, problem))
+    try:
+        conn = connect_read_only(path) if problem else _connect(path)
         try:
-            conn = _connect(path)
             version = _schema_version(conn)
-            if version == SCHEMA_VERSION:
-                return conn
+        except BaseException:
             conn.close()
-            reason = f"it has schema version {version}, this rcahook needs {SCHEMA_VERSION}"
-        except sqlite3.DatabaseError as e:
-            reason = f"it is corrupt ({e})"
-        if not create:
-            raise IndexMissingError(f"the index at {path} is unusable: {reason}; run `rcahook index` to rebuild it")
-        say(f"rebuilding the index at {path}: {reason}")
-        _remove_db(path)
+            raise
+    except sqlite3.DatabaseError as e:
+        if not is_corrupt(e):
+            raise _unusable(path, e) from e
+        reason = f"it is corrupt ({e})"
+    else:
+        if version == SCHEMA_VERSION:
+            return conn
+        conn.close()
+        reason = f"it has schema version {version}, this rcahook needs {SCHEMA_VERSION}"
+    if not create:
+        fix = "run `rcahook index` to rebuild it" if not problem else (
+            f"{problem}: run `rcahook index --db PATH` with a writable PATH, then pass the same --db here")
+        raise IndexMissingError(f"the index at {path} is unusable: {reason}; {fix}")
+    say(f"rebuilding the index at {path}: {reason}")
+    _remove_db(path)
+    return _create(path)
+
+
+def _create(path: Path) -> StoreConnection:
     conn = _connect(path)
     # executescript commits on its own, so the schema and its version go in one script
     conn.executescript(
@@ -168,9 +301,17 @@ def index_lock(db_path: Path, *, wait: float | None = None) -> Iterator[None]:
     """One writer at a time: a second `rcahook index` waits briefly, then gives up clearly."""
     if wait is None:
         wait = float(os.environ.get("RCAHOOK_LOCK_WAIT", "10"))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    problem = write_problem(db_path)
+    if problem:
+        raise PermissionDeniedError(cannot_write_message(db_path, problem))
     lock_path = Path(f"{db_path}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise PermissionDeniedError(cannot_write_message(db_path, f"{e.strerror} ({lock_path})")) from None
     deadline = time.monotonic() + wait
     try:
         while True:

@@ -14,6 +14,11 @@ def _isolate_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
+    # A developer's own rcahook config and model settings must not reach a test: each test
+    # gets an empty config directory (tests write their user config there).
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    for var in ("RCAHOOK_RANKER", "RCAHOOK_MODEL", "RCAHOOK_LLM_URL", "RCAHOOK_LLM_MODEL", "RCAHOOK_LLM_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.com")

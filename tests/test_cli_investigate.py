@@ -49,8 +49,8 @@ def test_json_report_follows_the_schema_and_finds_the_culprit(demo):
     assert culprit["verify"] == {"show": f"git show {demo.culprit[:12]}",
                                  "revert": f"git revert --no-commit {demo.culprit[:12]}",
                                  "revert_abort": "git revert --abort"}
-    assert doc["ranker"] == {"name": "features", "requested": "features", "fallback": False, "model": None,
-                             "weights": "default"}
+    assert doc["ranker"] == {"name": "features", "requested": "features", "fallback": False,
+                             "fallback_reason": None, "model": None, "weights": "default"}
     assert doc["query"]["functions"][0] == "request_with_retry"
     assert {"path": "services/billing/", "source": "service billing"} in doc["query"]["impacted"]
 
@@ -215,7 +215,7 @@ def tiny_llama(tmp_path_factory) -> Path:
     return save_tiny_llama(tokenizer, tmp_path_factory.mktemp("tiny-llama-investigate"))
 
 
-@pytest.mark.parametrize("ranker", ["election", "logprob"])
+@pytest.mark.parametrize("ranker", ["logprob"])
 def test_llm_ranker_with_a_tiny_model_returns_a_full_ordering(demo, tiny_llama, ranker):
     doc = as_json(investigate(demo, "--ranker", ranker, "--model", str(tiny_llama), "--format", "json",
                               "--llm-top", "25"))
@@ -228,6 +228,17 @@ def test_llm_ranker_with_a_tiny_model_returns_a_full_ordering(demo, tiny_llama, 
     assert sorted(ordering) == sorted(s["sha"] for s in features["suggestions"])
     assert set(ordering[:25]) == {s["sha"] for s in features["suggestions"][:25]}
     assert ordering[25:] == [s["sha"] for s in features["suggestions"][25:]]
+
+
+def test_election_with_a_model_that_names_no_label_falls_back(demo, tiny_llama):
+    # The random tiny model's answers name no candidate: its "election" would be the features
+    # order under the model's name, so the report says it fell back, and why.
+    result = investigate(demo, "--ranker", "election", "--model", str(tiny_llama), "--format", "json",
+                         "--llm-top", "25", "--no-save")
+    doc = as_json(result)
+    assert doc["ranker"]["name"] == "features" and doc["ranker"]["fallback"] is True
+    assert doc["ranker"]["fallback_reason"].startswith(f"{tiny_llama.name} answered ")
+    assert "names none of the labels" in doc["ranker"]["fallback_reason"]
 
 
 def saved_ordering(demo, inv: str) -> list[str]:

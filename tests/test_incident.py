@@ -291,3 +291,14 @@ def test_examples_in_the_docs_load(tmp_path):
     assert json_example.stack_trace.count("\n") == 1
     yaml_example = load_incident(write(tmp_path, "e.yaml", blocks[1][1]))
     assert yaml_example.window == 200 and yaml_example.time == datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+def test_huge_stack_trace_field_is_capped_at_both_ends():
+    from rcahook.stacktrace import MAX_TRACE_CHARS, left_out
+
+    lines = ["Traceback (most recent call last):"] + [f'  File "x{i}.py", line {i}, in f{i}' for i in range(120_000)]
+    incident = incident_from_mapping({"title": "t", "stack_trace": lines + ["ValueError: boom"]})
+    trace = incident.stack_trace
+    assert len(trace) <= MAX_TRACE_CHARS < len("\n".join(lines))
+    assert trace.startswith("Traceback") and trace.endswith("ValueError: boom")
+    assert left_out(trace) > 0

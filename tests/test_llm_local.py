@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rcahook.errors import BadInputError, ModelUnavailableError
+from rcahook.errors import BadInputError, ModelAnswerError, ModelUnavailableError
 from rcahook.llm import load_backend
 from rcahook.llm.embedded import EMBEDDED, embedded_model_dir
 from rcahook.llm.prompt import (
@@ -238,7 +238,7 @@ def test_conflicting_options():
         load_backend(llm_model="llama")
 
 
-@pytest.mark.parametrize("ranker", [election_rank, logprob_rank])
+@pytest.mark.parametrize("ranker", [logprob_rank])
 def test_rankers_end_to_end_on_a_real_tiny_llama(tiny_llama, ranker):
     backend = load_backend(str(tiny_llama))
     cands = [CandidateView(key=f"sha{i}", subject=f"module {i}: adjust limits", paths=(f"src/m{i}.c",),
@@ -250,6 +250,25 @@ def test_rankers_end_to_end_on_a_real_tiny_llama(tiny_llama, ranker):
     scores = [s for _, s in result]
     assert scores == sorted(scores, reverse=True)
     assert seen[-1][0] == seen[-1][1] > 1
+
+
+def test_election_with_a_model_that_names_no_label_is_unusable(tiny_llama):
+    # The random tiny model answers without any candidate's label: an election over that would
+    # be the input order under the model's name.
+    backend = load_backend(str(tiny_llama))
+    cands = [CandidateView(key=f"sha{i}", subject=f"module {i}: adjust limits") for i in range(12)]
+    with pytest.raises(ModelAnswerError, match="names none of the labels"):
+        election_rank(backend, INCIDENT, cands, prompt_size=10, token_budget=700)
+
+
+def test_nan_logits_are_an_unusable_answer(tiny_llama):
+    torch = pytest.importorskip("torch")
+    backend = load_backend(str(tiny_llama))
+    with torch.no_grad():  # a broken checkpoint: NaN weights give NaN logits
+        backend.model.lm_head.weight.fill_(float("nan"))
+    cands = [CandidateView(key=f"sha{i}", subject=f"module {i}: adjust limits") for i in range(6)]
+    with pytest.raises(ModelAnswerError, match="unusable logprobs .*nan"):
+        logprob_rank(backend, INCIDENT, cands, token_budget=700)
 
 
 def test_prompt_longer_than_the_context_is_refused(tiny_llama):

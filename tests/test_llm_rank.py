@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from rcahook.errors import ModelAnswerError
 from rcahook.llm.prompt import CandidateView, IncidentView, Prompt
 from rcahook.llm.rank import _prompts_needed, _split, election_rank, logprob_rank
 
@@ -91,11 +92,12 @@ def test_election_rounds_follow_the_published_design():
     assert all(s < 1 for _, s in result[15:]) and all(s >= 1 for _, s in result[:15])
 
 
-def test_election_without_valid_answers_falls_back_to_input_order():
+def test_election_without_valid_answers_is_an_unusable_answer():
+    # Filling the ballot in input order would pass the caller's ranking off as the model's.
     oracle = Oracle(relevance(30, [29]), reply="I cannot tell. <|im_end|> Z, A, 42")
-    result = election_rank(oracle, INCIDENT, cands(30), seed=1)
-    check_full_ordering(result, 30)
-    assert [k for k, _ in result[:5]] == ["k00", "k01", "k02", "k03", "k04"]
+    with pytest.raises(ModelAnswerError, match="oracle answered 'I cannot tell.*names none of the labels"):
+        election_rank(oracle, INCIDENT, cands(30), seed=1)
+    assert len(oracle.prompts) == 1  # the first useless answer ends it: no more prompts paid for
 
 
 def test_election_partial_answer_is_filled_in_input_order():
@@ -170,14 +172,30 @@ def test_logprob_final_order_comes_from_one_prompt():
     assert math.isclose(sum(s - math.floor(finals[0]) for s in finals), 1.0)  # one softmax
 
 
-def test_logprob_tolerates_missing_and_infinite_logprobs():
+def test_logprob_tolerates_impossible_labels():
+    class SomeImpossible(Oracle):
+        def label_logprobs(self, prompt, labels):
+            self.prompts.append(prompt)
+            return {label: -1.0 if i == 0 else -math.inf for i, label in enumerate(labels)}
+
+    result = logprob_rank(SomeImpossible({}), INCIDENT, cands(25))
+    check_full_ordering(result, 25)
+
+
+@pytest.mark.parametrize("broken, message", [
+    (lambda labels: {labels[0]: -1.0}, "no logprob for label"),  # missing labels
+    (lambda labels: dict.fromkeys(labels, math.nan), "unusable logprobs .*=nan"),  # NaN logits
+    (lambda labels: {**dict.fromkeys(labels, -2.0), labels[1]: math.inf}, "unusable logprobs .*=inf"),
+    (lambda labels: dict.fromkeys(labels, -math.inf), "every label a logprob of -inf"),
+])
+def test_logprob_unusable_answers_raise(broken, message):
     class Broken(Oracle):
         def label_logprobs(self, prompt, labels):
             self.prompts.append(prompt)
-            return {labels[0]: -math.inf}
+            return broken(labels)
 
-    result = logprob_rank(Broken({}), INCIDENT, cands(25))
-    check_full_ordering(result, 25)
+    with pytest.raises(ModelAnswerError, match=message):
+        logprob_rank(Broken({}), INCIDENT, cands(25))
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -127,8 +127,10 @@ def test_chat_fallback_when_completions_are_refused(server):
 
 def test_api_key_from_environment(server, monkeypatch):
     monkeypatch.setenv("RCAHOOK_LLM_API_KEY", "sekrit")
-    RemoteBackend(server.url, model="m").generate(PROMPT, max_new_tokens=1)
+    load_backend(llm_url=server.url, llm_model="m").generate(PROMPT, max_new_tokens=1)
     assert server.requests[-1][2]["Authorization"] == "Bearer sekrit"
+    RemoteBackend(server.url, model="m").generate(PROMPT, max_new_tokens=1)  # a key only when given one
+    assert "Authorization" not in server.requests[-1][2]
 
 
 def test_server_error_is_one_line(server):

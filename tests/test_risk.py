@@ -10,7 +10,7 @@ from rcahook.errors import ConfigError
 from rcahook.history import History
 from rcahook.risk import (RISK_FEATURES, Decayed, RiskModel, build_data, default_risk_model, fit_logistic, fit_model,
                           fit_risk, hand_set_model, load_risk_model)
-from rcahook.scan import STATE_FILE, assess
+from rcahook.scan import assess, load_state
 from rcahook.store import default_db_path
 
 
@@ -123,7 +123,7 @@ def test_saved_state_gives_the_same_assessment(indexed):
     model = default_risk_model()
     fresh = assess(history, [a, b], model=model)
     first = assess(history, [b], model=model, index_dir=index_dir)  # saves history without b
-    assert (index_dir / STATE_FILE).exists()
+    assert load_state(history.conn)[0] is not None  # saved in the index
     cached = assess(history, [a, b], model=model, index_dir=index_dir)  # a was observed: rebuilt
     again = assess(history, [b], model=model, index_dir=index_dir)  # from the saved state
     assert [round(c.probability, 9) for c in fresh] == [round(c.probability, 9) for c in cached]

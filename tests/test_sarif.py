@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from importlib import resources
 
 import pytest
@@ -78,3 +79,29 @@ def test_scan_sarif_output_validates(repo, tmp_path):
     assert "net_offload" in "\n".join(lines[region["startLine"] - 1:region["endLine"]])
     rerun = json.loads(CliRunner().invoke(cli, ["scan", "--repo", str(repo.path), "--format", "sarif"]).output)
     assert rerun["runs"][0]["results"][0]["partialFingerprints"] == results[0]["partialFingerprints"]
+    assert doc["runs"][0]["invocations"] == [{"executionSuccessful": True}]
+
+
+@pytest.mark.parametrize("failed", [True, False])
+def test_document_without_results_validates(failed):
+    from rcahook.sarif import without_results
+
+    doc = without_results("no rcahook index at /x; run `rcahook index` first", kind="IndexMissingError",
+                          failed=failed)
+    validate(doc)
+    (invocation,) = doc["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is not failed
+    (note,) = invocation["toolExecutionNotifications"]
+    assert note["level"] == ("error" if failed else "note") and "rcahook index" in note["message"]["text"]
+
+
+def test_scan_outside_a_repository_prints_a_failed_run(tmp_path):
+    result = subprocess.run([rr.RCAHOOK, "scan", "--repo", str(tmp_path), "--format", "sarif"],
+                            capture_output=True, text=True, env=rr.hook_env())
+    assert result.returncode == 0
+    doc = json.loads(result.stdout)
+    validate(doc)
+    (invocation,) = doc["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    (note,) = invocation["toolExecutionNotifications"]
+    assert note["descriptor"]["id"] == "NotARepositoryError" and note["message"]["text"] in result.stderr

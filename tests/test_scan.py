@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import sqlite3
 import subprocess
 import sys
 
@@ -10,6 +12,8 @@ from click.testing import CliRunner
 import riskrepo as rr
 from rcahook.cli import cli
 from rcahook.commands.scan import MAX_UNPUSHED, ZERO, skip_reason
+from rcahook.hook_entry import EXIT_VERDICT
+from rcahook.store import default_db_path
 
 
 @pytest.fixture
@@ -59,7 +63,7 @@ def test_fail_above_blocks(project):
     doc = json.loads(scan(repo, "--format", "json").output)
     p = doc["commits"][0]["risk"]
     result = scan(repo, "--fail-above", str(p / 2))
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_VERDICT
     assert "push blocked" in result.output and risky[:12] in result.output
     assert scan(repo, "--fail-above", str(min(p * 2, 1.0))).exit_code == 0
 
@@ -68,7 +72,7 @@ def test_fail_above_from_config(project):
     repo, _ = project
     rr.risky_commit(repo)
     repo.write(".rcahook.toml", "fail-above = 0.0001\n")
-    assert scan(repo).exit_code == 1
+    assert scan(repo).exit_code == EXIT_VERDICT
 
 
 def test_ranges(project):
@@ -82,6 +86,8 @@ def test_ranges(project):
     doc = json.loads(scan(repo, a, "--format", "json").output)
     assert [c["sha"] for c in doc["commits"]] == [a]
     assert scan(repo, "--from", ZERO, "--to", ZERO).output == ""  # a deleted branch: nothing to say
+    deleted = json.loads(scan(repo, "--from", ZERO, "--to", ZERO, "--format", "json").output)
+    assert deleted["commits"] == [] and deleted["error"] is None and deleted["range"]["description"] == "deleted branch"
 
 
 def test_new_branch_scans_only_what_the_remote_lacks(project):
@@ -204,3 +210,188 @@ def test_hook_path_imports_no_heavy_libraries(project):
     assert "rcahook.risk" in modules  # the scan did run
     heavy = {"torch", "transformers", "sklearn", "matplotlib", "peft", "scipy"}
     assert not heavy & {m.split(".")[0] for m in modules}
+
+
+# --- the exit code of a verdict ---------------------------------------------------------------
+
+def test_only_a_verdict_exits_3():
+    """EXIT_VERDICT is what the plain hook reads as "blocked": no error class may share it."""
+    from rcahook import errors
+
+    codes = {cls.exit_code for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.RcahookError)}
+    assert EXIT_VERDICT not in codes | {0, 1, 2, 70, 124, 126, 127, 130}
+
+
+def test_bad_fail_above_passes_in_hooks_and_fails_when_strict(project):
+    repo, _ = project
+    rr.risky_commit(repo)
+    result = rr.run_scan(repo, "--fail-above", "7", "--hook", "pre-push")
+    assert result.returncode == 0 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "--fail-above 7" in line
+    assert rr.run_scan(repo, "--fail-above", "7", "--strict").returncode == 15
+
+
+def test_a_locked_database_ends_within_the_budget(project):
+    """Another process keeps SQLite locked: the scan waits inside SQLite, where the alarm cannot
+    reach it; past the budget it is cut off and passes with one line (30 s of busy timeout else)."""
+    repo, _ = project
+    rr.risky_commit(repo)  # something to index, so the scan must write
+    db = sqlite3.connect(default_db_path(repo.path / ".git"), isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        result = subprocess.run([rr.RCAHOOK, "scan", "--repo", str(repo.path), "--hook", "pre-push",
+                                 "--max-seconds", "1", "--format", "json"], capture_output=True, text=True,
+                                env=rr.hook_env(), timeout=20)
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "budget" in line
+    assert json.loads(result.stdout)["error"]["kind"] == "timeout"
+
+
+# --- the saved state is data, never code ------------------------------------------------------
+
+class _Planted:
+    """Unpickling this opens (creates) a file: what a crafted state file would do."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_crafted_state_is_never_executed(project, tmp_path):
+    repo, _ = project
+    risky = rr.risky_commit(repo)
+    first = rr.run_scan(repo, "--format", "json")  # saves the state in the index
+    assert first.returncode == 0, first.stderr
+    db = default_db_path(repo.path / ".git")
+    marker = tmp_path / "unpickled"
+    (db.parent / "risk-state.pickle").write_bytes(pickle.dumps(
+        {"features": None, "state": _Planted(str(marker))}))
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE risk_state SET data = ? WHERE part = 'observed'", ('{"not": "a list"',))
+    result = rr.run_scan(repo, "--format", "json")
+    assert not marker.exists()
+    assert result.returncode == 0, result.stderr
+    assert [c["sha"] for c in json.loads(result.stdout)["commits"]] == [risky]
+    (line,) = result.stderr.splitlines()
+    assert "rebuilding the scan state" in line and "malformed" in line
+    assert not (db.parent / "risk-state.pickle").exists()  # never to be read: removed
+    again = rr.run_scan(repo, "--format", "json")  # rebuilt and saved: quiet again
+    assert again.stderr == "" and json.loads(again.stdout)["commits"] == json.loads(result.stdout)["commits"]
+
+
+def test_old_pickle_alone_is_removed_and_said(project, tmp_path):
+    repo, _ = project
+    rr.risky_commit(repo)
+    db = default_db_path(repo.path / ".git")
+    marker = tmp_path / "unpickled"
+    (db.parent / "risk-state.pickle").write_bytes(pickle.dumps(_Planted(str(marker))))
+    result = rr.run_scan(repo)
+    assert result.returncode == 0 and not marker.exists()
+    (line,) = result.stderr.splitlines()
+    assert "risk-state.pickle is from an older rcahook" in line
+
+
+@pytest.mark.parametrize("tamper, said", [
+    ("UPDATE meta SET value = '0' WHERE key = 'risk_state_version'", "version 0"),
+    ("UPDATE risk_state SET data = '[\"nope\"]' WHERE part = 'features'", "other features"),
+    ("UPDATE risk_state SET data = '{\"a\": \"1\"}' WHERE part = 'file_commits'", "malformed"),
+    ("UPDATE risk_state SET data = '[[1, 2, 3]]' WHERE part = 'culprits'", "malformed"),
+])
+def test_foreign_or_old_state_is_rebuilt(project, tamper, said):
+    repo, _ = project
+    rr.risky_commit(repo)
+    rr.run_scan(repo)
+    with sqlite3.connect(default_db_path(repo.path / ".git")) as conn:
+        conn.execute(tamper)
+    result = rr.run_scan(repo, "--format", "json")
+    assert result.returncode == 0
+    (line,) = result.stderr.splitlines()
+    assert "rebuilding the scan state" in line and said in line
+    assert json.loads(result.stdout)["commits"]
+
+
+def test_state_parts_round_trip(project):
+    from rcahook.history import History
+    from rcahook.risk import RISK_FEATURES, RiskHistory, load_facts
+    from rcahook.scan import history_state
+
+    repo, _ = project
+    history = History.open(default_db_path(repo.path / ".git"))
+    try:
+        state = history_state(history.conn, None, set())
+        parts = json.loads(json.dumps(state.to_parts()))
+        assert set(parts) == set(vars(RiskHistory())) - {"callers"}  # every attribute is saved
+        back = RiskHistory.from_parts(parts)
+        commit = next(iter(load_facts(history.conn).values()))
+        assert list(back.features(commit)[0]) == list(state.features(commit)[0])
+        assert len(RISK_FEATURES) == len(back.features(commit)[0])
+    finally:
+        history.close()
+
+
+def test_read_only_index_still_scans_and_says_so_once(project):
+    """A connection that cannot write (as on a read-only repository): computed, used, not saved."""
+    from rcahook.scan import NOT_SAVED, history_state, load_state
+
+    repo, _ = project
+    db = default_db_path(repo.path / ".git")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    said: list[str] = []
+    try:
+        state = history_state(conn, db.parent, set(), say=said.append)
+        assert state.n_commits > 10
+        assert said == [NOT_SAVED]
+        assert load_state(conn) == (None, None)
+    finally:
+        conn.close()
+
+
+# --- never an empty document ------------------------------------------------------------------
+
+def _failed_sarif(doc: dict) -> str:
+    (run,) = doc["runs"]
+    (invocation,) = run["invocations"]
+    assert invocation["executionSuccessful"] is False and run["results"] == []
+    (note,) = invocation["toolExecutionNotifications"]
+    return note["message"]["text"]
+
+
+@pytest.mark.parametrize("where", ["outside", "empty", "no-index"])
+def test_json_and_sarif_carry_the_error(where, tmp_path, make_repo):
+    if where == "outside":
+        path = tmp_path / "plain-dir"
+        path.mkdir()
+    elif where == "empty":
+        path = make_repo("empty").path
+    else:
+        r = make_repo("unindexed")
+        r.commit("init", {"a.txt": "a\n"})
+        path = r.path
+    run = lambda fmt: subprocess.run([rr.RCAHOOK, "scan", "--repo", str(path), "--format", fmt],  # noqa: E731
+                                     capture_output=True, text=True, env=rr.hook_env())
+    as_json, as_sarif = run("json"), run("sarif")
+    assert as_json.returncode == 0 and as_sarif.returncode == 0
+    doc = json.loads(as_json.stdout)
+    assert doc["schema"] == "rcahook.scan/1" and doc["commits"] == [] and doc["error"]["message"]
+    assert doc["error"]["message"] in as_json.stderr
+    assert doc["error"]["message"] in _failed_sarif(json.loads(as_sarif.stdout))
+    strict = subprocess.run([rr.RCAHOOK, "scan", "--repo", str(path), "--format", "json", "--strict"],
+                            capture_output=True, text=True, env=rr.hook_env())
+    assert strict.returncode not in (0, EXIT_VERDICT) and json.loads(strict.stdout)["error"]
+
+
+def test_skipped_scan_prints_a_document(project):
+    repo, _ = project
+    result = rr.run_scan(repo, "--format", "sarif", RCAHOOK_SKIP="1")
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["invocations"][0]["executionSuccessful"] is True
+    assert "skipped" in run["invocations"][0]["toolExecutionNotifications"][0]["message"]["text"]
+    assert json.loads(rr.run_scan(repo, "--format", "json", RCAHOOK_SKIP="1").stdout)["skipped"] == "RCAHOOK_SKIP"

@@ -519,3 +519,58 @@ def test_garbage_never_raises():
         sample = "".join(rng.choice(fragments) for _ in range(rng.randint(0, 60)))
         for frame in parse_stack_trace(sample):
             assert frame.line is None or frame.line >= 0
+
+
+# --- caps (issue 10: a 5 MB trace of 50,947 frames) --------------------------------------
+
+def _deep_python(frames: int) -> str:
+    lines = ["Traceback (most recent call last):"]
+    for i in range(frames):
+        lines += [f'  File "/srv/app/pkg/mod{i % 7}.py", line {i % 300 + 1}, in func_{i}',
+                  f"    return func_{i + 1}(value)"]
+    return "\n".join(lines + ["RecursionError: maximum recursion depth exceeded"]) + "\n"
+
+
+def test_parse_capped_keeps_the_crash_site_and_the_entry():
+    from rcahook.stacktrace import MAX_FRAMES, OUTER_FRAMES, parse_capped
+
+    trace = parse_capped(_deep_python(1000))
+    assert trace.found == 1000 and len(trace.frames) == MAX_FRAMES and trace.frames_dropped == 800
+    functions = [f.function for f in trace.frames]
+    assert functions[0] == "func_999"  # innermost: where it crashed
+    assert functions[-1] == "func_0"  # outermost: the entry point
+    assert functions[MAX_FRAMES - OUTER_FRAMES - 1] == f"func_{999 - (MAX_FRAMES - OUTER_FRAMES - 1)}"
+    assert functions[MAX_FRAMES - OUTER_FRAMES] == f"func_{OUTER_FRAMES - 1}"
+    assert "1,000 frames" in trace.note and "800 dropped" in trace.note
+
+
+def test_short_trace_is_kept_whole():
+    from rcahook.stacktrace import parse_capped
+
+    trace = parse_capped(PYTHON)
+    assert trace.text == PYTHON and trace.frames_dropped == 0 and trace.chars_left_out == 0
+    assert trace.note is None and where(trace.frames) == where(parse_stack_trace(PYTHON))
+
+
+def _without_cut_lines(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("[rcahook: "))
+
+
+def test_cut_text_says_what_was_left_out_and_is_stable():
+    import io
+
+    from rcahook.stacktrace import cut_middle, left_out, parse_capped, read_capped
+
+    text = _deep_python(60_000)  # about 5 MB
+    kept = cut_middle(text, 40_000)
+    assert len(kept) <= 40_000 and kept.startswith("Traceback") and kept.endswith("exceeded\n")
+    assert len(_without_cut_lines(kept)) + left_out(kept) == len(text)
+    assert cut_middle(kept, 40_000) == kept  # cutting again changes nothing
+    assert parse_stack_trace("[rcahook: 12 characters of this stack trace left out here]") == []
+    # reading from a stream holds at most the cap, and counts what it skipped
+    read = read_capped(io.StringIO(text), 100_000)
+    assert len(read) <= 100_000 and read.endswith("exceeded\n")
+    assert len(_without_cut_lines(read)) + left_out(read) == len(text)
+    # a cut of a cut counts both
+    trace = parse_capped(read)
+    assert len(trace.text) <= 40_000 and len(_without_cut_lines(trace.text)) + trace.chars_left_out == len(text)

@@ -6,6 +6,7 @@ Parsing runs in worker processes when there is enough of it; only this process w
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from rcahook import store
 from rcahook.codegraph.grammars import language_for
+from rcahook.errors import RcahookError, RepositoryReadError
 from rcahook.gitrepo import Repo
 from rcahook.progress import Progress
 
@@ -112,7 +114,19 @@ def parallel_map(fn: Callable, tasks: Sequence, *, repo: Repo, jobs: int | None)
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ctx.Pool(min(jobs, len(tasks)), initializer=_init_worker, initargs=(repo.path,)) as pool:
-        yield from pool.imap_unordered(fn, tasks)
+        yield from pool.imap_unordered(functools.partial(_plain_errors, fn), tasks)
+
+
+def _plain_errors(fn: Callable, task):
+    """fn(task), with any error turned into one that survives pickling back to the parent
+    (a library's own exception class may not)."""
+    try:
+        return fn(task)
+    except RcahookError:
+        raise
+    except Exception as e:  # noqa: BLE001 (any error: what matters is that it crosses back)
+        raise RepositoryReadError(f"building the code graph failed in a worker process: {type(e).__name__}: {e} "
+                                  "(run with --jobs 1 for the full error; please report it)") from None
 
 
 def _parse_full_chunk(items: list[tuple[str, str]]) -> list[tuple[str, str, bytes | str]]:

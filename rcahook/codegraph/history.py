@@ -93,7 +93,8 @@ def _pending_changes(conn: sqlite3.Connection) -> tuple[list[int], list[_Change]
         c for c in conn.execute(
             "SELECT ch.commit_id, ch.path, ch.old_path, ch.hunks, ch.old_blob, ch.new_blob"
             " FROM changes ch JOIN commits c ON c.id = ch.commit_id"
-            " WHERE c.defs_done=0 AND ch.binary=0 AND ch.hunks != ''"
+            # a change whose blobs are missing (partial clone) has nothing to parse
+            " WHERE c.defs_done=0 AND ch.binary=0 AND ch.unavailable=0 AND ch.hunks != ''"
             " ORDER BY c.committer_time, ch.commit_id DESC, ch.idx")
         if language_for(c[1]) or (c[2] and language_for(c[2]))]
     return todo, changes

@@ -14,7 +14,8 @@ from rcahook.progress import Progress
 def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[str, ...], model: str | None,
         llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None, sample: int | None,
         seed: int, task: str, split: str | None, output: str | None, resume: bool, fmt: str, report: str | None,
-        no_update: bool) -> int:
+        no_update: bool, llm_timeout: float | None = None, llm_connect_timeout: float | None = None,
+        null_titles: str | None = None) -> int:
     for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top)):
         if value is not None and value < 1:
             raise BadInputError(f"{name} {value}: expected a positive number")
@@ -27,7 +28,8 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
             return _run_risk(r, history, fmt=fmt, report=report, output=output, split=split)
         return _run_rca(r, history, db=db, window=window, track=track, rankers=rankers, model=model,
                         llm_url=llm_url, llm_model=llm_model, llm_top=llm_top, limit=limit, sample=sample,
-                        seed=seed, output=output, resume=resume, fmt=fmt, report=report)
+                        seed=seed, output=output, resume=resume, fmt=fmt, report=report,
+                        llm_timeouts=(llm_connect_timeout, llm_timeout), null_titles=null_titles)
     finally:
         history.close()
 
@@ -56,12 +58,34 @@ def repository_slug(r: Repo) -> str:
 def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, rankers: tuple[str, ...],
              model: str | None, llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None,
              sample: int | None, seed: int, output: str | None, resume: bool, fmt: str,
-             report: str | None) -> int:
+             report: str | None, llm_timeouts: tuple[float | None, float | None] = (None, None),
+             null_titles: str | None = None) -> int:
     from rcahook.backtest.report import build_document, print_text, write_report
-    from rcahook.backtest.run import Settings, parse_rankers, run_backtest
+    from rcahook.backtest.run import LLM_RANKERS, Settings, parse_rankers, read_null_titles, run_backtest
 
-    settings = Settings(window=window, track=track, rankers=parse_rankers(rankers), llm_top=llm_top,
-                        model=model, llm_url=llm_url, llm_model=llm_model, limit=limit, sample=sample, seed=seed)
+    if null_titles is not None and track != "null":
+        raise BadInputError(f"--null-titles is for --track null, not --track {track}; add --track null or drop it")
+    titles = read_null_titles(Path(null_titles)) if null_titles is not None else None
+
+    parsed = parse_rankers(rankers)
+    if not set(parsed) & set(LLM_RANKERS):
+        ignored = [name for name, value in (("--llm-url", llm_url), ("--model", model), ("--llm-model", llm_model))
+                   if value]
+        if ignored:
+            say(f"warning: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored without an "
+                "LLM ranker; add --ranker election or --ranker logprob")
+    if model is None and llm_url is None and set(parsed) & set(LLM_RANKERS):
+        # The model is the user's (environment, then their own config), as for investigate;
+        # never the repository's: a backtest replays history, it does not trust it.
+        from rcahook.config import user_settings
+
+        user = user_settings()
+        model, llm_url = user.model, user.llm_url
+        if llm_model is None and llm_url is not None:
+            llm_model = user.llm_model
+    settings = Settings(window=window, track=track, rankers=parsed, llm_top=llm_top,
+                        model=model, llm_url=llm_url, llm_model=llm_model, limit=limit, sample=sample, seed=seed,
+                        null_titles=null_titles)
     head = r.resolve("HEAD")
     try:
         history.commit(head)
@@ -72,15 +96,21 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
     out = Path(output) if output else index_dir / f"backtest-{repository_slug(r)}-{track}-{window}.jsonl"
 
     def backend():
+        from rcahook.config import user_settings
         from rcahook.llm.backend import load_backend
-        return load_backend(model, llm_url=llm_url, llm_model=llm_model)
+
+        connect, wait = llm_timeouts  # flags, else the user's config (never the repository's)
+        user = user_settings()
+        return load_backend(model, llm_url=llm_url, llm_model=llm_model,
+                            connect_timeout=connect if connect is not None else user.llm_connect_timeout,
+                            timeout=wait if wait is not None else user.llm_timeout)
 
     def graph_at(rev: str):
         from rcahook.codegraph.graph import graph_at
         return graph_at(history.conn, r, rev)
 
     result = run_backtest(history, repository=str(r.workdir or r.git_dir), head=head, settings=settings,
-                          index_dir=index_dir, output=out, resume=resume, diff_text=r.diff_text,
+                          index_dir=index_dir, output=out, resume=resume, null_titles=titles, diff_text=r.diff_text,
                           progress=Progress(), load_backend=backend, graph_at=graph_at)
     doc = build_document(result)
     if report:

@@ -3,9 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rcahook import feedback as fb
+from rcahook import store
 from rcahook.commands.common import index_path, open_repo, say
-from rcahook.errors import BadInputError, IndexMissingError, NotFoundError, RcahookError
+from rcahook.errors import BadInputError, IndexMissingError, NotFoundError, PermissionDeniedError, RcahookError
 from rcahook.gitrepo import Repo
+from rcahook.untrusted import term_text
 
 
 def run(*, investigation_id: str | None, root_cause: str | None, not_: tuple[str, ...], note: str | None,
@@ -20,8 +22,12 @@ def run(*, investigation_id: str | None, root_cause: str | None, not_: tuple[str
         raise BadInputError("a verdict needs the investigation id it is about, e.g. "
                             "`rcahook feedback inv-20240501-1a2b --root-cause SHA` (see --list)")
     r = open_repo(repo)
-    conn = fb.open_state(fb.state_path(r.git_dir), create=False)
+    path = fb.state_path(r.common_dir)  # git's common directory: every worktree sees the same verdicts
+    conn = fb.open_state(path, create=False)
     try:
+        if verdict_given and store.is_read_only(conn):
+            raise PermissionDeniedError(f"feedback cannot be recorded: {store.write_problem(path) or 'read-only'}; "
+                                        f"make {path.parent} writable for this user, then run this again")
         if list_:
             _print_list(conn)
             return 0
@@ -70,16 +76,16 @@ def _resolve(r: Repo, db: str | None, given: str) -> str:
 
 def _print_one(conn, saved: fb.SavedInvestigation) -> None:
     print(f"{saved.id}  {fb.iso(saved.created)}  ranker {saved.ranker}  at {saved.at[:12]}")
-    print(f"  incident: {saved.incident.get('title')}")
+    print(f"  incident: {term_text(str(saved.incident.get('title')))}")
     for s in saved.results.get("suggestions", []):
         rank = s["rank"] if s["rank"] is not None else "-"
-        print(f"  {rank:>2} {s['short_sha']} {s['subject']}")
+        print(f"  {rank:>2} {s['short_sha']} {term_text(s['subject'])}")
     history = fb.verdicts(conn, saved.id)
     if not history:
         print(f"  no verdict yet: rcahook feedback {saved.id} --root-cause SHA")
     for v in history:
         mark = " (superseded)" if v.superseded else ""
-        note = f"  note: {v.note}" if v.note else ""
+        note = f"  note: {term_text(v.note)}" if v.note else ""
         what = "root cause" if v.verdict == "root_cause" else "not the cause"
         print(f"  verdict #{v.seq} {fb.iso(v.created)}: {v.sha[:12]} {what}{mark}{note}")
 
@@ -102,7 +108,7 @@ def _print_list(conn) -> None:
         suggestions = s.results.get("suggestions") or [{}]
         mine = verdicts.get(s.id, [])
         current = fb.current_root_cause(mine)
-        table.add_row(s.id, fb.iso(s.created)[:16], s.ranker, Text(s.incident.get("title", "")),
+        table.add_row(s.id, fb.iso(s.created)[:16], s.ranker, Text(term_text(s.incident.get("title", ""))),
                       suggestions[0].get("short_sha", "-"),
                       current.sha[:12] + (f" (rank {current.rank})" if current.rank else " (missed)")
                       if current else "-", str(len(mine)))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from rcahook import store
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import BadInputError, IndexMissingError, NotFoundError
+from rcahook.untrusted import term_text
 
 if TYPE_CHECKING:
     from rcahook.codegraph.graph import CodeGraph
@@ -134,9 +135,11 @@ def _lines(n: dict) -> str:
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     from rich.table import Table
 
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
+    for row in rows:  # names and paths are the repository's: never rich markup or escape sequences
+        table.add_row(*(Text(term_text(cell)) for cell in row))
     console().print(table)

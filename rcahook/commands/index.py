@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from rcahook import store
 from rcahook.commands.common import index_path, open_repo, say
 from rcahook.indexer import index_repository
 from rcahook.progress import Progress
@@ -13,10 +14,18 @@ def run(*, repo: str, db: str | None, revs: tuple[str, ...], graph: bool, at: st
                               say=(lambda m: None) if quiet else say)
     for note in result.notes:
         say(note)
+    old = store.default_db_path(r.git_dir)
+    if not db and r.git_dir != r.common_dir and old.exists():
+        # rcahook once kept an index per linked worktree; they share the main one now
+        say(f"note: {old} is an index this worktree no longer uses (all worktrees share {result.db_path}); "
+            "delete it to reclaim the space")
     if not quiet:
         print(f"indexed {result.new_commits} new commit(s) in {result.seconds:.1f}s; "
               f"{result.total_commits} in {result.db_path}")
         print(f"culprit links: {result.links_total} ({result.links_unresolved} unresolved)")
+        if result.unavailable_changes:
+            print(f"{result.unavailable_changes} file change(s) unavailable (missing blobs, e.g. a partial clone): "
+                  "paths recorded, lines and definitions not")
         if graph:
             print(f"code graph: {result.graph_files} files at {result.graph_rev[:12] if result.graph_rev else '-'};"
                   f" touched definitions recorded for {result.touched_commits} new commit(s)")

@@ -4,7 +4,7 @@ import sys
 import time
 from pathlib import Path
 
-from rcahook.commands.common import index_path, open_history, open_repo, print_json, say
+from rcahook.commands.common import index_path, note_read_only, open_history, open_repo, print_json, say
 from rcahook.config import load_config
 from rcahook.errors import BadInputError, RcahookError
 from rcahook.incident import Incident, load_incident, merge, parse_duration, parse_time
@@ -13,7 +13,8 @@ from rcahook.incident import Incident, load_incident, merge, parse_duration, par
 def run(*, title: str | None, description: str | None, time_: str | None, at: str | None,
         since: str | None, window: int | None, impacted_paths: tuple[str, ...], services: tuple[str, ...],
         stack_trace: str | None, incident_file: str | None, ranker: str | None, model: str | None,
-        llm_url: str | None, llm_model: str | None, llm_top: int, max_candidates: int | None,
+        llm_url: str | None, llm_model: str | None, llm_top: int, llm_timeout: float | None,
+        llm_connect_timeout: float | None, max_candidates: int | None,
         min_confidence: float | None, strict: bool, top: int, fmt: str, no_save: bool, no_update: bool,
         repo: str, db: str | None) -> int:
     incident = incident_from_flags(
@@ -21,14 +22,19 @@ def run(*, title: str | None, description: str | None, time_: str | None, at: st
         impacted_paths=impacted_paths, services=services, stack_trace=stack_trace)
     r = open_repo(repo)
     r.resolve(incident.at or "HEAD")  # an unknown --at fails before the index update, not after
-    config = load_config(r.workdir, read_head=lambda name: r.read_path(incident.at or "HEAD", name))
+    config = load_config(r.workdir, read_head=lambda name: r.read_path(incident.at or "HEAD", name),
+                         git_dir=r.git_dir)
+    for line in config.ignored:  # once per command: the repository asked for what only the user may set
+        say(f"warning: {line}")
     from rcahook.investigate import investigate, options_from
     from rcahook.progress import interactive
 
     options = options_from(config, ranker=ranker, model=model, llm_url=llm_url, llm_model=llm_model,
                            llm_top=llm_top, max_candidates=max_candidates, min_confidence=min_confidence,
-                           strict=strict, top=top)
+                           strict=strict, top=top, llm_timeout=llm_timeout,
+                           llm_connect_timeout=llm_connect_timeout)
     history = open_history(r, db, update=not no_update)
+    index_not_updated = history.read_only and not no_update
     try:
         result = investigate(r, history, incident, options, config=config, index_dir=index_path(r, db).parent,
                              warn=lambda m: say(f"warning: {m}"), progress=interactive())
@@ -39,8 +45,9 @@ def run(*, title: str | None, description: str | None, time_: str | None, at: st
 
     created = int(time.time())
     doc = report.to_json(result, inv_id=None, created=created)
-    if not no_save:
-        doc["id"] = _save(r.git_dir, doc, result, created)
+    # a read-only repository: one note says what was not done (update, save), then the report
+    if note_read_only(r, db, index_not_updated=index_not_updated, saving=not no_save):
+        doc["id"] = _save(r.common_dir, doc, result, created)
     if fmt == "json":
         print_json(doc)
     elif fmt == "markdown":
@@ -100,10 +107,13 @@ def incident_from_flags(incident_file: str | None, *, title: str | None, descrip
 
 
 def _read_trace(source: str) -> str:
+    from rcahook.stacktrace import read_capped
+
     if source == "-":
-        return sys.stdin.read()
+        return read_capped(sys.stdin)
     try:
-        return Path(source).read_text(encoding="utf-8", errors="replace")
+        with open(source, encoding="utf-8", errors="replace") as f:
+            return read_capped(f)  # a few MB at most: see rcahook.stacktrace.MAX_TRACE_CHARS
     except OSError as e:
         raise BadInputError(f"--stack-trace {source}: cannot read it ({e.strerror}); pass a file with the "
                             "trace, or - to read it from stdin") from None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.history import History
+from rcahook.untrusted import term_text
 
 
 def run(*, repo: str, db: str | None, kinds: tuple[str, ...], unresolved: bool, fmt: str) -> int:
@@ -45,7 +46,9 @@ def _print_text(rows: list[dict], *, filtered: bool) -> None:
         culprit = row["culprit"][:12] if row["culprit"] else row["status"]
         # a resolved ref is the culprit's prefix; an unresolved one is worth reading whole
         ref = row["ref"] if len(row["ref"]) <= 12 or not row["culprit"] else row["ref"][:12] + "…"
-        table.add_row(row["fix"][:12], row["kind"], ref, culprit, Text(row["fix_subject"] or ""))
+        # the ref and the subject are commit-message text: never rich markup, never escape sequences
+        table.add_row(row["fix"][:12], row["kind"], Text(term_text(ref)), culprit,
+                      Text(term_text(row["fix_subject"] or "")))
     out.print(table)
     unresolved = sum(row["status"] != "resolved" for row in rows)
     out.print(f"{len(rows)} link(s), {unresolved} unresolved")

@@ -9,6 +9,7 @@ from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import NotFoundError
 from rcahook.gitrepo import Repo
 from rcahook.history import History
+from rcahook.untrusted import term_text
 
 
 def run(*, path: str, repo: str, db: str | None, at: str, fmt: str) -> int:
@@ -94,6 +95,7 @@ def _kind(r: Repo, history: History, sha: str, rel: str, given: str) -> str:
 
 def _print_text(data: dict, at: str) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     out = console()
     shown = data["path"] + ("/" if data["kind"] == "directory" and data["path"] else "") or "(repository root)"
@@ -104,11 +106,12 @@ def _print_text(data: dict, at: str) -> None:
     elif not co["rules"]:
         out.print(f"CODEOWNERS ({co['file']}): no rule matches")
     else:
-        out.print(f"CODEOWNERS ({co['file']}): {' '.join(co['owners']) or '(no owners: the rule unsets them)'}")
+        out.print(f"CODEOWNERS ({co['file']}): "  # owners are the repository's text: no markup
+                  + (term_text(" ".join(co["owners"])) or "(no owners: the rule unsets them)"), markup=False)
         for rule in co["rules"]:
             section = f" [{rule['section']}]" if rule["section"] else ""
-            out.print(f"  {co['file']}:{rule['line']}{section}: {rule['pattern']} {' '.join(rule['owners'])}",
-                      markup=False)
+            out.print(term_text(f"  {co['file']}:{rule['line']}{section}: {rule['pattern']} "
+                                f"{' '.join(rule['owners'])}"), markup=False)
     owners = data["history"]["owners"]
     if not owners:
         out.print("history: no indexed commit changed it")
@@ -119,7 +122,8 @@ def _print_text(data: dict, at: str) -> None:
                             ("commits", "right"), ("last change", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for o in owners[:20]:
-        table.add_row(o["name"], o["email"], f"{o['share']:.0%}", str(o["commits"]), _date(o["last_time"]))
+        table.add_row(Text(term_text(o["name"])), Text(term_text(o["email"])), f"{o['share']:.0%}",
+                      str(o["commits"]), _date(o["last_time"]))
     out.print(table)
     if len(owners) > 20:
         out.print(f"... and {len(owners) - 20} more (--format json lists everyone)")

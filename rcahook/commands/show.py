@@ -8,6 +8,7 @@ from rcahook.commands.owners import owner_json, rule_json
 from rcahook.errors import NotFoundError
 from rcahook.gitrepo import Repo
 from rcahook.history import Change, History, Link
+from rcahook.untrusted import term_text
 
 MAX_OWNER_FILES = 30  # owners of the first N changed files; a sweeping commit lists hundreds
 HISTORY_OWNERS = 3
@@ -84,7 +85,7 @@ def iso_date(time: int, offset: int) -> str:
 def _change_json(c: Change) -> dict:
     return {
         "path": c.path, "old_path": c.old_path, "status": c.status, "added": c.added,
-        "deleted": c.deleted, "binary": c.binary,
+        "deleted": c.deleted, "binary": c.binary, "unavailable": c.unavailable,
         "hunks": [dict(zip(("old_start", "old_lines", "new_start", "new_lines"), h)) for h in c.hunks],
     }
 
@@ -113,6 +114,8 @@ def hunk_ranges(hunks: list[dict]) -> str:
 
 
 def _print_text(data: dict) -> None:
+    """Everything from the repository is printed as `Text` (never parsed as rich markup) after
+    `term_text` (escape sequences shown, not obeyed)."""
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
@@ -125,14 +128,15 @@ def _print_text(data: dict) -> None:
         out.print(f"Parent:    {data['parents'][0]}" + ("  (not fetched: shallow clone)" if data["shallow"] else ""))
     for role in ("author", "committer"):
         p = data[role]
-        out.print(Text(f"{role.capitalize() + ':':<10} {p['name']} <{p['email']}>  {p['date']}"), soft_wrap=True)
+        out.print(Text(term_text(f"{role.capitalize() + ':':<10} {p['name']} <{p['email']}>  {p['date']}")),
+                  soft_wrap=True)
     out.print()
     # the message as written: long lines are the terminal's to wrap, not ours
-    out.print(Text("    " + data["subject"]), soft_wrap=True)
+    out.print(Text("    " + term_text(data["subject"])), soft_wrap=True)
     if data["body"]:
         out.print()
-        out.print(Text("\n".join(f"    {line}" if line else "" for line in data["body"].splitlines())),
-                  soft_wrap=True)
+        body = term_text(data["body"], newlines=True)
+        out.print(Text("\n".join(f"    {line}" if line else "" for line in body.split("\n"))), soft_wrap=True)
     out.print()
 
     stats = data["stats"]
@@ -148,11 +152,17 @@ def _print_text(data: dict) -> None:
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for f in data["files"]:
             path = f"{f['old_path']} → {f['path']}" if f["old_path"] else f["path"]
-            hunks = "binary" if f["binary"] else hunk_ranges(f["hunks"][:8])
+            hunks = ("unavailable" if f["unavailable"] else "binary" if f["binary"]
+                     else hunk_ranges(f["hunks"][:8]))
             if len(f["hunks"]) > 8:
                 hunks += f" (+{len(f['hunks']) - 8} more)"
-            table.add_row(f["status"], Text(path), str(f["added"]), str(f["deleted"]), hunks)
+            lines = ("?", "?") if f["unavailable"] else (str(f["added"]), str(f["deleted"]))
+            table.add_row(f["status"], Text(term_text(path)), *lines, hunks)
         out.print(table)
+        unavailable = sum(f["unavailable"] for f in data["files"])
+        if unavailable:
+            out.print(f"{unavailable} file change(s) unavailable: their blobs are not in this clone (a partial "
+                      "clone); rcahook does not fetch them, so their lines and definitions are unknown", soft_wrap=True)
     else:
         out.print("no file changes")
 
@@ -164,7 +174,7 @@ def _print_text(data: dict) -> None:
             by_path.setdefault(t["path"], []).append(
                 f"{t['qualname']} ({t['kind']}{', removed' if t['side'] == 'old' else ''})")
         for path, names in by_path.items():
-            out.print(Text(f"  {path}: {', '.join(dict.fromkeys(names))}"), soft_wrap=True)
+            out.print(Text(term_text(f"  {path}: {', '.join(dict.fromkeys(names))}")), soft_wrap=True)
     elif data["files"] and not data["touched_done"]:
         out.print("\ntouched definitions: not recorded (run `rcahook index` with --graph)")
 
@@ -177,7 +187,8 @@ def _print_text(data: dict) -> None:
             table.add_column(column)
         for f in owners["files"]:
             people = ", ".join(f"{o['name']} {o['share']:.0%}" for o in f["history"]) or "-"
-            table.add_row(Text(f["path"]), Text(" ".join(f["codeowners"]) or "-"), Text(people))
+            table.add_row(Text(term_text(f["path"])), Text(term_text(" ".join(f["codeowners"]) or "-")),
+                          Text(term_text(people)))
         out.print(table)
         if owners["codeowners_file"] is None:
             out.print("(no CODEOWNERS file at this commit)")
@@ -196,4 +207,5 @@ def _print_text(data: dict) -> None:
                 else:
                     target, how = link["ref"], f"{link['kind']}, {link['status']}"
                 subject = f"  {link['subject']}" if link["subject"] else ""
-                out.print(f"  {label} {target} [dim]({how})[/dim]{escape(subject)}", soft_wrap=True)
+                out.print(f"  {label} {escape(term_text(target))} [dim]({escape(how)})[/dim]"
+                          f"{escape(term_text(subject))}", soft_wrap=True)

@@ -32,10 +32,12 @@ class Backend(Protocol):
 
 
 def load_backend(model: str | None = None, *, llm_url: str | None = None,
-                 llm_model: str | None = None, device: str | None = None) -> Backend:
+                 llm_model: str | None = None, device: str | None = None,
+                 connect_timeout: float | None = None, timeout: float | None = None) -> Backend:
     """The embedded model (`model` None or "embedded"), a model directory, or a server (`llm_url`).
 
-    Nothing leaves the machine unless `llm_url` is given.
+    Nothing leaves the machine unless `llm_url` is given. The timeouts (seconds; None: the
+    defaults in `rcahook.llm.remote`) only concern a server.
     """
     if llm_url:
         if model:
@@ -43,9 +45,11 @@ def load_backend(model: str | None = None, *, llm_url: str | None = None,
                 f"got both a local model ({model}) and a model server ({llm_url}); "
                 "pass --model or --llm-url, not both"
             )
-        from rcahook.llm.remote import RemoteBackend
+        from rcahook.llm.remote import RemoteBackend, user_api_key
 
-        return RemoteBackend(llm_url, model=llm_model)
+        # llm_url is the user's choice (rcahook.config gates a repository's): the key may go to it
+        return RemoteBackend(llm_url, model=llm_model, connect_timeout=connect_timeout, timeout=timeout,
+                             api_key=user_api_key())
     if llm_model:
         raise BadInputError(
             f"--llm-model {llm_model!r} names a model on a server, but no --llm-url was given; "

@@ -10,6 +10,11 @@ orders the finalists on comparable scores.
 Every input key comes back, best first, with a score whose integer part is the round the
 candidate reached and whose fraction is its normalised score in that round, so scores never
 increase down the list. Pure orchestration over a Backend: no torch here.
+
+An answer the tournament cannot use raises ModelAnswerError rather than being quietly
+replaced by the input order (which would pass the caller's ranking off as the model's): an
+election answer that names none of the prompt's labels, or logprobs that are missing, NaN,
++inf or -inf for every label. The caller (investigate) then falls back visibly.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
+from rcahook.errors import ModelAnswerError
 from rcahook.llm.backend import Backend
 from rcahook.llm.prompt import (
     MAX_CANDIDATES, CandidateView, IncidentView, Prompt, assign_labels, build_prompt, parse_labels,
@@ -37,7 +43,11 @@ def election_rank(backend: Backend, incident: IncidentView, candidates: Sequence
         # " K, C, P": two tokens a label; a little slack for "Change K" or a list marker.
         text = backend.generate(prompt, max_new_tokens=3 * n + 2)
         named = [prompt.keys[prompt.labels.index(label)] for label in parse_labels(text, prompt.labels)]
-        # Too few valid labels (or none): fill up in the caller's order, never crash.
+        if not named:
+            raise ModelAnswerError(
+                f"{backend.name} answered {_quote(text)}, which names none of the labels "
+                f"{', '.join(sorted(prompt.labels))}")
+        # Some valid labels but fewer than asked for: the rest in the caller's order.
         rest = sorted((k for k in prompt.keys if k not in named), key=order.__getitem__)
         ballot = (named + rest)[:n]
         points = {key: 0.0 for key in prompt.keys}
@@ -53,8 +63,8 @@ def logprob_rank(backend: Backend, incident: IncidentView, candidates: Sequence[
                  prompt_size: int = 20, keep: int = 5, shuffles: int = 1, seed: int = 0,
                  token_budget: int = 1800, progress: Progress | None = None) -> list[tuple[str, float]]:
     def score(prompt: Prompt) -> dict[str, float]:
-        logprobs = backend.label_logprobs(prompt, prompt.labels)
-        probs = _softmax([logprobs.get(label, -math.inf) for label in prompt.labels])
+        logprobs = _checked(backend, backend.label_logprobs(prompt, prompt.labels), prompt.labels)
+        probs = _softmax([logprobs[label] for label in prompt.labels])
         return dict(zip(prompt.keys, probs))
 
     return _tournament(backend, incident, candidates, score, prompt_size=prompt_size, keep=keep,
@@ -138,6 +148,30 @@ def _split(keys: list[str], parts: int) -> list[list[str]]:
         out.append(keys[start:end])
         start = end
     return out
+
+
+def _checked(backend: Backend, logprobs: dict[str, float], labels: Sequence[str]) -> dict[str, float]:
+    """The label logprobs if a softmax over them means something; else ModelAnswerError.
+
+    -inf for some labels is a model saying "impossible"; NaN (a broken model: NaN logits), +inf,
+    or -inf for every label says nothing, and softmax would turn it into the input order.
+    """
+    missing = [label for label in labels if label not in logprobs]
+    if missing:
+        raise ModelAnswerError(f"{backend.name} gave no logprob for label(s) {', '.join(missing)}")
+    bad = {label: logprobs[label] for label in labels
+           if not isinstance(logprobs[label], int | float) or math.isnan(logprobs[label]) or logprobs[label] > 0.001}
+    if bad:
+        shown = ", ".join(f"{label}={value}" for label, value in list(bad.items())[:3])
+        raise ModelAnswerError(f"{backend.name} gave unusable logprobs ({shown}): a broken model or server")
+    if not any(math.isfinite(logprobs[label]) for label in labels):
+        raise ModelAnswerError(f"{backend.name} gave every label a logprob of -inf")
+    return {label: float(logprobs[label]) for label in labels}
+
+
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
 
 
 def _softmax(values: list[float]) -> list[float]:

@@ -234,7 +234,7 @@ def feedback_cases(repo: Repo, history: History, *, window: int) -> tuple[list[C
     from rcahook import feedback as fb
     from rcahook.incident import parse_time
 
-    path = fb.state_path(repo.git_dir)
+    path = fb.state_path(repo.common_dir)
     if not path.is_file():
         return [], 0
     conn = fb.open_state(path, create=False)

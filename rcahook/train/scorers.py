@@ -148,7 +148,7 @@ def fit_scorers(history: History, investigations: Sequence[Investigation], *, cu
 def save_scorers(fitted: Fitted, *directories: Path) -> list[Path]:
     import json
 
-    from rcahook.confidence import CALIBRATION_FILE
+    from rcahook.confidence import CALIBRATION_FILE, calibration_document
     from rcahook.scorer import WEIGHTS_FILE
 
     written = []
@@ -157,7 +157,8 @@ def save_scorers(fitted: Fitted, *directories: Path) -> list[Path]:
             fitted.weights.save(d / WEIGHTS_FILE)
             written.append(d / WEIGHTS_FILE)
         if fitted.calibration is not None:
-            (d / CALIBRATION_FILE).write_text(json.dumps({"features": fitted.calibration.to_json()}, indent=1) + "\n")
+            (d / CALIBRATION_FILE).write_text(
+                json.dumps(calibration_document({"features": fitted.calibration}), indent=1) + "\n")
             written.append(d / CALIBRATION_FILE)
         if fitted.risk is not None:
             from rcahook.risk import RISK_FILE
