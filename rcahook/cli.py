@@ -278,6 +278,112 @@ def train_data(**kwargs) -> None:
     _run("train_data", **kwargs)
 
 
+@cli.command()
+@click.option("--repo", "repos", multiple=True, metavar="NAME=PATH",
+              help="A repository to serve (repeatable; PATH alone: named after its directory). Default: .")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback requires --token-file.")
+@click.option("--port", type=int, default=8340, show_default=True)
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is the token every API call must send (Authorization: Bearer).")
+@click.option("--pagerduty-secret-file", "pagerduty_secret_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A PagerDuty v3 webhook subscription's signing secret (repeatable, for rotation).")
+@click.option("--sentry-secret-file", type=click.Path(dir_okay=False), default=None,
+              help="The Sentry integration's client secret (verifies Sentry-Hook-Signature).")
+@click.option("--base-url", default=None, help="How clients reach the service, for the URLs it returns "
+                                               "(default: from each request's Host).")
+@click.option("--update-interval", type=float, default=60, show_default=True,
+              help="Seconds between background index updates.")
+@click.option("--no-update", is_flag=True, help="Never update the indexes (serve them as they are).")
+@click.option("--ranker", type=click.Choice(["features", "election", "logprob"]), default=None,
+              help="Stage-2 ranker (default: config, else features).")
+@click.option("--model", default=None, help="Local model for the LLM rankers (yours; never a request's).")
+@click.option("--llm-url", default=None, help="OpenAI-compatible server for the LLM rankers.")
+@click.option("--llm-model", default=None, help="Model name to request from --llm-url.")
+@click.option("--min-confidence", type=float, default=None, help="Below this, abstain (default: 0.3).")
+@click.option("--max-candidates", type=int, default=None, help="Stage-1 cut (default: 300).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+def serve(**kwargs) -> None:
+    """HTTP API, alert webhooks and pages for investigations (needs the serve extra; docs/serve.md)."""
+    _run("serve", **kwargs)
+
+
+@cli.group()
+def deploy() -> None:
+    """Deploy events: what went live where (they bound `rcahook serve`'s investigations)."""
+
+
+@deploy.command("record")
+@repo_option
+@click.option("--environment", required=True, help="Environment or service, e.g. prod or prod/billing.")
+@click.option("--sha", default=None, help="The deployed commit (default: HEAD).")
+@click.option("--time", "time_", default=None, help="When it went live, ISO 8601 (default: now).")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def deploy_record(**kwargs) -> None:
+    """Record that a commit went live in an environment (run it from the deploy pipeline)."""
+    _run("deploy", action="record", **kwargs)
+
+
+@deploy.command("list")
+@repo_option
+@click.option("--environment", default=None, help="Only this environment.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def deploy_list(**kwargs) -> None:
+    """Deploys recorded, newest first."""
+    _run("deploy", action="list", **kwargs)
+
+
+@cli.command()
+@click.option("--cmd", "cmd", required=True,
+              help="Command that fails where the bug is, run with the shell in a scratch worktree: exit 0 good, "
+                   "125 skip, 1-127 bad (as git bisect run).")
+@click.option("--investigation", "investigation_id", default=None,
+              help="Rank by a saved investigation (rcahook feedback --list) instead of the incident flags.")
+@click.option("--good", default=None, help="A revision where CMD passes (default: the parent of the search "
+                                           "space's oldest commit).")
+@click.option("--bad", default=None, help="A revision where CMD fails (default: the investigated revision).")
+@click.option("--timeout", type=float, default=None, help="Seconds per run; a run past it counts as a skip.")
+@click.option("--max-runs", type=int, default=None, help="Stop after N runs and report what is left.")
+@click.option("--retries", type=int, default=0, show_default=True,
+              help="Re-run a verdict that contradicts the evidence so far, up to K more times per revision.")
+@click.option("--no-feedback", is_flag=True, help="Do not save the investigation nor record the culprit.")
+@click.option("--title", default=None, help="Incident title (as for investigate).")
+@click.option("--description", default=None)
+@click.option("--time", "time_", default=None, help="ISO 8601 or 'now' (default: now).")
+@click.option("--at", default=None, help="Revision that was running (default: HEAD).")
+@click.option("--since", default=None, help="Search commits this recent, e.g. 14d (default: 14d).")
+@click.option("--window", type=int, default=None, help="Search the N most recent commits instead.")
+@click.option("--impacted-path", "impacted_paths", multiple=True, help="A path known to be involved.")
+@click.option("--service", "services", multiple=True, help="A service named in [tool.rcahook.services].")
+@click.option("--stack-trace", "stack_trace", default=None, help="File with a stack trace, or - for stdin.")
+@click.option("--incident", "incident_file", type=click.Path(dir_okay=False), default=None,
+              help="Incident as JSON or YAML (docs/incident.md); flags override it.")
+@click.option("--ranker", type=click.Choice(["features", "election", "logprob"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True)
+@click.option("--no-update", is_flag=True, help="Do not bring the index up to date first.")
+@repo_option
+@db_option
+def bisect(**kwargs) -> None:
+    """Prove the culprit: run CMD across the suspects, likeliest first, in fewer runs than git bisect."""
+    _run("bisect", **kwargs)
+
+
+@cli.command()
+@click.argument("suspect")
+@click.option("--cmd", "cmd", required=True, help="Command that fails where the bug is (exit 0: passes).")
+@click.option("--bad", default="HEAD", show_default=True, help="The failing revision to revert the suspect on.")
+@click.option("--timeout", type=float, default=None, help="Seconds per run.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True)
+@repo_option
+def verify(**kwargs) -> None:
+    """Revert SUSPECT on top of the bad revision in a scratch worktree and run CMD: fixed or not."""
+    _run("verify", **kwargs)
+
+
 def log_crash() -> str:
     base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rcahook"
     try:

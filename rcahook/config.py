@@ -49,7 +49,8 @@ TRUST_KEY = "trusted-repositories"  # read from the user's config only
 # send data anywhere or load anything. `ranker` only picks one of rcahook's own rankers;
 # the model it runs is the user's (flag, environment, user config) or the embedded one.
 SHARED_KEYS = ("services", "min-confidence", "fail-above", "max-candidates", "ranker",
-               "llm-timeout", "llm-connect-timeout")  # timeouts: how long to wait, at most 600 s
+               "llm-timeout", "llm-connect-timeout",  # timeouts: how long to wait, at most 600 s
+               "commit-url")  # only ever a link on rcahook serve's page (http(s), the sha filled in, escaped)
 # Choose where prompts (commit messages, diffs) go, or which model files are loaded.
 UNSAFE_KEYS = ("model", "llm-url", "llm-model")
 KEYS = SHARED_KEYS + UNSAFE_KEYS
@@ -72,6 +73,7 @@ class Config:
     llm_model: str | None = None  # model name to request from llm_url
     llm_timeout: float | None = None  # seconds to wait for the server's answer (rcahook.llm.remote)
     llm_connect_timeout: float | None = None  # seconds to wait for a connection to it
+    commit_url: str | None = None  # "https://forge/acme/app/commit/{sha}": links on rcahook serve's page
     trusted_repositories: tuple[Path, ...] = ()  # user config only: repositories whose model settings apply
     source: str = "defaults"  # where the settings came from, for messages
     origins: dict[str, str] = field(default_factory=dict)  # key -> the file or variable it came from
@@ -124,6 +126,10 @@ def _from_table(table: dict, source: str, *, user: bool = False) -> Config:
                               f"got {value!r}")
         return None if value is None else float(value)
 
+    commit_url = text("commit-url")
+    if commit_url is not None and (not commit_url.startswith(("https://", "http://")) or "{sha}" not in commit_url):
+        raise ConfigError(f"{source}: commit-url must be an http(s) URL with {{sha}} where the commit goes, "
+                          f"e.g. \"https://github.com/acme/app/commit/{{sha}}\", got {commit_url!r}")
     max_candidates = table.get("max-candidates")
     if max_candidates is not None and (isinstance(max_candidates, bool) or not isinstance(max_candidates, int)
                                        or max_candidates < 1):
@@ -136,7 +142,8 @@ def _from_table(table: dict, source: str, *, user: bool = False) -> Config:
                     fail_above=number("fail-above"), max_candidates=max_candidates,
                     ranker=text("ranker"), model=text("model"), llm_url=text("llm-url"),
                     llm_model=text("llm-model"), llm_timeout=seconds("llm-timeout"),
-                    llm_connect_timeout=seconds("llm-connect-timeout"), trusted_repositories=trusted, source=source,
+                    llm_connect_timeout=seconds("llm-connect-timeout"), commit_url=commit_url,
+                    trusted_repositories=trusted, source=source,
                     ignored=ignored)
     return replace(config, origins={key: source for key in KEYS if _is_set(config, key)})
 

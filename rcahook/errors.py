@@ -74,3 +74,16 @@ class RepositoryReadError(RcahookError):
     worker process sends back instead of a library exception that cannot cross processes."""
 
     exit_code = 22
+
+
+class GitFailedError(RcahookError):
+    """A git command rcahook runs itself (a scratch worktree, a revert) failed; the message quotes git."""
+
+    exit_code = 23
+
+
+class BisectError(RcahookError):
+    """A bisection that cannot name a culprit: the good revision fails, the bad one passes,
+    the command cannot be run; the message says which and what to do."""
+
+    exit_code = 24

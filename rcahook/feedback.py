@@ -29,7 +29,7 @@ from pathlib import Path
 from rcahook import store
 from rcahook.errors import BadInputError, ConfigError, NotFoundError, PermissionDeniedError
 
-STATE_SCHEMA_VERSION = 1
+STATE_SCHEMA_VERSION = 2  # 2: the deploys table (issue 12); a version-1 file gains it when opened for writing
 EXPORT_VERSION = 1
 VERDICTS = ("root_cause", "not")
 
@@ -70,6 +70,21 @@ CREATE TRIGGER IF NOT EXISTS verdicts_append_only_u BEFORE UPDATE ON verdicts
     BEGIN SELECT RAISE(ABORT, 'verdicts are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS verdicts_append_only_d BEFORE DELETE ON verdicts
     BEGIN SELECT RAISE(ABORT, 'verdicts are append-only'); END;
+
+-- Deploy events (`rcahook deploy record`, POST /api/deploys): what ran where, since when.
+-- They bound an investigation's search space (rcahook/serve/deploys.py); append-only too.
+CREATE TABLE IF NOT EXISTS deploys (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,       -- an environment or a service, as the pipeline names it
+    sha TEXT NOT NULL,               -- full sha of the deployed revision
+    time INTEGER NOT NULL,           -- epoch seconds: when it went live
+    recorded INTEGER NOT NULL        -- epoch seconds: when rcahook was told
+);
+CREATE INDEX IF NOT EXISTS deploys_environment ON deploys(environment, time);
+CREATE TRIGGER IF NOT EXISTS deploys_append_only_u BEFORE UPDATE ON deploys
+    BEGIN SELECT RAISE(ABORT, 'deploys are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS deploys_append_only_d BEFORE DELETE ON deploys
+    BEGIN SELECT RAISE(ABORT, 'deploys are append-only'); END;
 """
 
 
@@ -159,6 +174,10 @@ def open_state(path: Path, *, create: bool = True) -> sqlite3.Connection:
         conn.close()
         raise ConfigError(f"the state database {path} has schema version {version}, newer than this "
                           f"rcahook understands ({STATE_SCHEMA_VERSION}); upgrade rcahook")
+    if version < STATE_SCHEMA_VERSION and not problem:
+        # only additions so far (the deploys table): the same script, IF NOT EXISTS, one transaction
+        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nUPDATE meta SET value='{STATE_SCHEMA_VERSION}' "
+                           "WHERE key='schema_version';\nCOMMIT;")
     return conn
 
 

@@ -7,19 +7,24 @@ what it raises is rcahook's own errors, not pygit2's (which can't be pickled eit
 Objects are only ever read from the local object database: libgit2 has no lazy fetch, so
 a partial clone's missing blobs are reported as unavailable, never fetched from its
 promisor remote.
+
+The scratch worktrees of `rcahook bisect` and `verify` (and their reverts) go through the
+git command line instead, with inherited GIT_* variables scrubbed and hooks off (run_git).
 """
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import DiffFind, SortMode
 
-from rcahook.errors import EmptyRepositoryError, NotARepositoryError, RepositoryReadError, UnknownRevisionError
+from rcahook.errors import (EmptyRepositoryError, GitFailedError, NotARepositoryError, RepositoryReadError,
+                            UnknownRevisionError)
 
 # Identifiers a diff adds or removes: what the code talks about, beyond the message.
 _IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{2,}")
@@ -452,6 +457,13 @@ class Repo:
     def commit_time(self, sha: str) -> int:
         return self._repo[sha].commit_time
 
+    def parents(self, sha: str) -> tuple[str, ...]:
+        return tuple(str(p) for p in self._repo[sha].parent_ids)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """`git merge-base --is-ancestor`: ancestor is descendant or one of its ancestors."""
+        return ancestor == descendant or self._repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor))
+
     def list_tree(self, rev: str) -> list[TreeEntry]:
         """Every blob in the tree at rev (recursively), without a checkout."""
         tree = self._repo[self.resolve(rev)].tree
@@ -522,3 +534,83 @@ class Repo:
             if size >= max_bytes:
                 break
         return decode_text(b"".join(chunks)[:max_bytes])
+
+
+# -- the git command line: scratch worktrees (rcahook bisect, rcahook verify) ---------------------
+# A linked worktree that git itself knows (and `git worktree list` shows, and removes as it
+# does its own) and a revert with git's merge machinery: these few operations go through git.
+
+# What an inherited GIT_* variable may keep (as pre-commit's git.py does): GIT_DIR, GIT_WORK_TREE
+# or GIT_INDEX_FILE, set when rcahook runs inside a git hook, would point git at another repository.
+_KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO", "GIT_SSL_NO_VERIFY",
+                           "GIT_CONFIG_COUNT", "GIT_CONFIG_NOSYSTEM", "GIT_HTTP_PROXY_AUTHMETHOD",
+                           "GIT_ALLOW_PROTOCOL", "GIT_ASKPASS"})
+_KEEP_GIT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_AUTHOR_", "GIT_COMMITTER_")
+# Hooks and an fsmonitor command are set by files under .git/: repository content, never run here.
+_SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "advice.detachedHead=false")
+
+
+def git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") or k in _KEEP_GIT_ENV or k.startswith(_KEEP_GIT_PREFIXES)}
+    env["GIT_NO_LAZY_FETCH"] = "1"  # a partial clone's missing objects are not fetched (module doc)
+    return env
+
+
+def run_git(args: Sequence[str], *, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, env=git_env(), capture_output=True,
+                              text=True, errors="replace", stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise GitFailedError(f"cannot run git ({e.strerror}); is it installed and on PATH?") from None
+    if check and proc.returncode:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        last = said[-1] if said else f"exit {proc.returncode}"
+        raise GitFailedError(f"`git {' '.join(args)}` failed in {cwd}: {last}")
+    return proc
+
+
+def worktree_add(common_dir: Path, path: Path, rev: str) -> None:
+    """A new linked worktree at `path`, HEAD detached at `rev` (no branch is created)."""
+    run_git([f"--git-dir={common_dir}", "worktree", "add", "--detach", "--quiet", str(path), rev], cwd=common_dir)
+
+
+def worktree_remove(common_dir: Path, path: Path) -> bool:
+    """Remove the linked worktree at `path`, changes and all; also when its directory is gone
+    already (a killed run): git then drops its record. False when git knows no such worktree."""
+    return run_git([f"--git-dir={common_dir}", "worktree", "remove", "--force", "--force", str(path)],
+                   cwd=common_dir, check=False).returncode == 0
+
+
+def worktree_paths(common_dir: Path) -> list[Path]:
+    """Every worktree git knows for this repository, the main one first."""
+    out = run_git([f"--git-dir={common_dir}", "worktree", "list", "--porcelain", "-z"], cwd=common_dir).stdout
+    return [Path(field[len("worktree "):]) for field in out.split("\0") if field.startswith("worktree ")]
+
+
+def checkout_clean(worktree: Path, rev: str) -> None:
+    """Put `worktree` at `rev` exactly as committed: local changes are discarded and untracked
+    files removed; ignored files (build caches) are kept, as `git bisect` keeps them."""
+    run_git(["checkout", "--quiet", "--force", "--detach", rev], cwd=worktree)
+    run_git(["clean", "--quiet", "-ffd"], cwd=worktree)
+
+
+def revert_no_commit(worktree: Path, sha: str, *, mainline: int | None = None) -> list[str]:
+    """Apply the reverse of `sha` to `worktree` (`git revert --no-commit`); [] when it applied,
+    else the paths left in conflict."""
+    args = ["revert", "--no-commit", *(["-m", str(mainline)] if mainline else []), sha]
+    proc = run_git(args, cwd=worktree, check=False)
+    if proc.returncode == 0:
+        return []
+    unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=worktree).stdout
+    conflicted = [decode_path(p.encode("utf-8", "surrogateescape")) for p in unmerged.split("\0") if p]
+    if not conflicted:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        raise GitFailedError(f"`git revert --no-commit {sha[:12]}` failed: {said[-1] if said else proc.returncode}")
+    return conflicted
+
+
+def status_porcelain(workdir: Path) -> str:
+    """`git status --porcelain` of a work tree: empty when it is clean. Without optional locks:
+    a plain `git status` may rewrite the index to refresh it, and the user's index is not ours."""
+    return run_git(["--no-optional-locks", "status", "--porcelain", "-z"], cwd=workdir).stdout

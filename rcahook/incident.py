@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -16,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from rcahook.errors import BadInputError
+from rcahook.stacktrace import MAX_TRACE_CHARS, cut_middle
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,33 @@ def _parse_time(value: str) -> datetime | None:
         # fromisoformat() accepts "Z" only from Python 3.11 on.
         text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = _fromisoformat(text)
     except ValueError:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed
+
+
+# The basic form, 20240501T120000+0200: fromisoformat() reads it only from Python 3.11 on.
+_BASIC_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})(?:([T ])(\d{2})(\d{2})(\d{2})?(\.\d+)?)?(?:([+-]\d{2}):?(\d{2})?)?")
+
+
+def _fromisoformat(text: str) -> datetime:
+    """datetime.fromisoformat() as Python 3.11 reads it, on 3.10 too (the floor): 3.10's
+    reads only the extended form, with 3 or 6 fraction digits."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        if sys.version_info >= (3, 11):
+            raise
+    m = _BASIC_TIME.fullmatch(text)
+    if m:
+        y, mo, d, sep, h, mi, sec, frac, off_h, off_m = m.groups()
+        text = f"{y}-{mo}-{d}" + (f"{sep}{h}:{mi}:{sec or '00'}{frac or ''}" if h else "")
+        text += f"{off_h}:{off_m or '00'}" if off_h else ""
+    text = re.sub(r"\.(\d+)", lambda f: "." + f.group(1)[:6].ljust(6, "0"), text)
+    return datetime.fromisoformat(text)
 
 
 def parse_duration(value: str) -> timedelta:
@@ -297,7 +320,8 @@ class _Fields:
             return None
         # A list of lines reads better than one long escaped string in JSON.
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return "\n".join(value)
+            value = "\n".join(value)
         if not isinstance(value, str):
             raise self.fail("stack_trace", "a string or a list of lines (strings)", value)
-        return value
+        # the same cap as --stack-trace FILE: both ends of a huge paste, the cut said in the text
+        return cut_middle(value, MAX_TRACE_CHARS)

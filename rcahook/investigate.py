@@ -99,6 +99,16 @@ class SearchSpace:
     until: int  # incident time: later commits are excluded
     since: int | None  # None with a window
     window: int | None
+    hide: str | None = None  # with a Scope: commits reachable from it were excluded
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A search space decided outside the incident: what the last deploy before it added
+    (rcahook/serve/deploys.py). The commits of `git rev-list at --not hide` committed
+    before the incident; no `hide` (a first deploy): the incident's window ending at `at`."""
+    at: str  # full sha: the revision that was running
+    hide: str | None = None  # full sha: the revision deployed before it
 
 
 @dataclass
@@ -222,8 +232,16 @@ def prepare_query(repo: Repo, incident: Incident, at: str, config: Config, *, ti
     return PreparedQuery(query, tuple(frames), sources, trace)
 
 
-def window_for(history: History, at: str, incident: Incident, *, until: int) -> SearchSpace:
-    """The `window` newest commits up to the incident, or those of the `since` before it."""
+def window_for(history: History, at: str, incident: Incident, *, until: int, hide: str | None = None) -> SearchSpace:
+    """The `window` newest commits up to the incident, or those of the `since` before it;
+    with `hide`, those reachable from `at` but not from `hide`, up to the incident."""
+    if hide is not None:
+        shas = search_space(history, at, until=until, hide=hide)
+        if not shas:
+            raise EmptySearchSpaceError(
+                f"no commit of {at[:12]} that {hide[:12]} lacks was committed before {_iso(until)}; "
+                "check the deploys recorded for this environment and the incident's time")
+        return SearchSpace(shas, at, until, history.commit(hide).committer_time, None, hide)
     if incident.window is not None:
         shas = search_space(history, at, window=incident.window)
         if history.commits(shas[:1]) and history.commits(shas[:1])[0].committer_time > until:
@@ -324,7 +342,7 @@ def run_ranking(repo: Repo, history: History, prepared: PreparedQuery, space: Se
 
 def investigate(repo: Repo, history: History, incident: Incident, options: Options, *, config: Config,
                 index_dir: Path | None, warn: Callable[[str], None] = lambda m: None,
-                progress: bool = False) -> Result:
+                progress: bool = False, scope: Scope | None = None) -> Result:
     started = _time.perf_counter()
     warnings: list[str] = []
 
@@ -332,10 +350,10 @@ def investigate(repo: Repo, history: History, incident: Incident, options: Optio
         warnings.append(message)
         warn(message)
 
-    at = resolve_at(repo, history, incident.at)
+    at = resolve_at(repo, history, scope.at if scope else incident.at)
     until = epoch(incident.time)
     prepared = prepare_query(repo, incident, at, config, time=until, warn=note)
-    space = window_for(history, at, incident, until=until)
+    space = window_for(history, at, incident, until=until, hide=scope.hide if scope else None)
     hints = load_hints(history, prepared)
     t0 = _time.perf_counter()
     ranking, model, fallback_reason = run_ranking(repo, history, prepared, space, options, index_dir=index_dir,
@@ -346,7 +364,7 @@ def investigate(repo: Repo, history: History, incident: Incident, options: Optio
     probabilities = [c.probability for c in shown[:CONFIDENCE_TOP]]
     raw = raw_confidence(probabilities)
     calibration = load_calibration(ranking.ranker, index_dir)
-    signals = signals_for(ranking.candidates, query_text=prepared.query.text,
+    signals = signals_for(ranking.candidates, title=prepared.query.title,
                           background=ranking.retrieval.background, mass=raw)
     confidence = calibration(signals) if shown else 0.0
     mass = sum(probabilities)

@@ -41,12 +41,17 @@ class Retrieval:
 
 
 def search_space(history: History, base: str, *, since: int | None = None, until: int | None = None,
-                 window: int | None = None) -> list[str]:
+                 window: int | None = None, hide: str | None = None) -> list[str]:
     """Non-merge commits reachable from base: the `window` newest, or those committed in
-    [since, until]. Newest first, in git's order."""
+    [since, until]. Newest first, in git's order. With `hide`, only those not reachable from
+    it (`git rev-list base --not hide`: what a deploy of base added to one of hide)."""
     if window is not None:
         return history.rev_list(base, max_count=window)
     shas = history.rev_list(base, since=since)
+    if hide is not None:
+        # whole walks of the in-memory commit graph: exact, whatever the committer clocks say
+        hidden = set(history.rev_list(hide, no_merges=False))
+        shas = [s for s in shas if s not in hidden]
     if until is not None:
         info = {c.sha: c.committer_time for c in history.commits(shas)}
         shas = [s for s in shas if info.get(s, 0) <= until]

@@ -24,7 +24,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TextIO
 from urllib.parse import urlsplit
+
+# A pasted trace can be a whole log (a 5 MB trace of 50,000 frames was seen, issue 10):
+# read at most MAX_TRACE_CHARS of it, keep MAX_FRAMES frames, and carry KEPT_TRACE_CHARS
+# of its text into the report and the saved investigation. Each cut keeps both ends: the
+# crash site is first in most formats and last in Python's, the entry point the other end.
+MAX_TRACE_CHARS = 2_000_000
+MAX_FRAMES = 200
+OUTER_FRAMES = 50  # of MAX_FRAMES, the outermost (towards the entry point); the rest innermost
+KEPT_TRACE_CHARS = 40_000
+_CUT = "[rcahook: {n} characters of this stack trace left out here]"
+_CUT_LINE = re.compile(r"^\[rcahook: (\d+) characters of this stack trace left out here\]$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -277,6 +289,93 @@ def _java_frame(match: re.Match[str], raw: str) -> Frame:
     path = "/".join([*package, location.group("file")])
     line = location.group("line")
     return Frame(path, int(line) if line else None, qualified, raw)
+
+
+# --- caps ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Trace:
+    """A stack trace as rcahook keeps it: at most MAX_FRAMES frames, a bounded text."""
+
+    frames: list[Frame]  # kept, innermost first
+    found: int  # frames recognised in the text read
+    text: str  # the text the report and the saved investigation carry
+    chars_left_out: int  # of the input: not read, or not kept in `text`
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.found - len(self.frames)
+
+    @property
+    def note(self) -> str | None:
+        parts = []
+        if self.frames_dropped:
+            parts.append(f"{self.found:,} frames; the {len(self.frames):,} innermost and outermost are kept, "
+                         f"{self.frames_dropped:,} dropped from the middle")
+        if self.chars_left_out:
+            parts.append(f"{self.chars_left_out:,} characters of its middle left out of the report and the "
+                         "saved investigation")
+        return "stack trace: " + "; ".join(parts) if parts else None
+
+
+def _join_cut(head: str, tail: str, left_out: int) -> str:
+    """head + a line saying how much was left out + tail, each cut at a line boundary."""
+    if "\n" in head:
+        cut = len(head) - head.rfind("\n") - 1
+        head, left_out = head[: len(head) - cut], left_out + cut
+    if "\n" in tail:
+        cut = tail.find("\n") + 1
+        tail, left_out = tail[cut:], left_out + cut
+    sep = "" if not head or head.endswith("\n") else "\n"
+    return f"{head}{sep}{_CUT.format(n=left_out)}\n{tail}"
+
+
+def _half(limit: int) -> int:
+    """Each end's share of `limit`, leaving room for the cut line (so a cut text fits)."""
+    return max((limit - len(_CUT) - 24) // 2, 0)
+
+
+def cut_middle(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else its first and last halves with a line
+    in between saying how many characters were left out (counting earlier cuts there)."""
+    if len(text) <= limit:
+        return text
+    half = _half(limit)
+    middle = text[half: len(text) - half]
+    earlier = sum(int(m.group(1)) - len(m.group(0)) - 1 for m in _CUT_LINE.finditer(middle))
+    return _join_cut(text[:half], text[len(text) - half:], len(middle) + max(earlier, 0))
+
+
+def read_capped(stream: TextIO, limit: int = MAX_TRACE_CHARS) -> str:
+    """Read a trace from a file or stdin, holding at most `limit` characters: past that,
+    the first and the last halves, with the cut said in the text (see cut_middle)."""
+    first = stream.read(limit + 1)
+    if len(first) <= limit:
+        return first
+    half = _half(limit)
+    head, tail, total = first[:half], first[-half:], len(first)
+    while chunk := stream.read(1 << 20):
+        total += len(chunk)
+        tail = (tail + chunk)[-half:]
+    return _join_cut(head, tail, total - len(head) - len(tail))
+
+
+def left_out(text: str) -> int:
+    """Characters the cut lines in `text` say were left out."""
+    return sum(int(m.group(1)) for m in _CUT_LINE.finditer(text))
+
+
+def parse_capped(text: str, *, max_frames: int = MAX_FRAMES, kept_chars: int = KEPT_TRACE_CHARS) -> Trace:
+    """parse_stack_trace within the caps: the innermost and the outermost frames, and a
+    text short enough to save with every investigation."""
+    text = cut_middle(text, MAX_TRACE_CHARS)
+    frames = parse_stack_trace(text)
+    found = len(frames)
+    if found > max_frames:
+        outer = min(OUTER_FRAMES, max_frames // 2)
+        frames = frames[: max_frames - outer] + frames[found - outer:]
+    kept = cut_middle(text, kept_chars)
+    return Trace(frames, found, kept, left_out(kept))
 
 
 # --- mapping frames onto the repository ---------------------------------------------

@@ -18,6 +18,7 @@ class Investigation:
     time: int  # F's author time: when the investigation opens
     paths: tuple[str, ...]  # what F modifies: the "paths" track's impacted locations
     candidates: tuple[str, ...]  # the window: first W of rev-list --no-merges F^
+    own_title: str | None = None  # null track: F's own title, replaced by `title` from elsewhere
 
     def rank_of(self, ordering: list[str]) -> int | None:
         try:

@@ -9,23 +9,42 @@ from rcahook.backtest.metrics import (HIT_K, abstention_table, coverage_curve, r
                                       summarize, threshold_for_precision)
 from rcahook.backtest.mine import PROTOCOL_VERSION
 from rcahook.backtest.run import FEATURE_RANKERS, BacktestResult
-from rcahook.confidence import Calibration, fit_platt, load_calibration, reliability
+from rcahook.confidence import Calibration, Signals, fit_platt, load_calibration, reliability
 from rcahook.errors import BadInputError
 from rcahook.retrieve import RetrievalConfig
+from rcahook.untrusted import md_text, term_text
 
 SCHEMA = "rcahook.backtest/1"
 
 
-def _confidence_block(raw: list[float], hits: list[bool], calibration: Calibration) -> dict:
-    calibrated = [calibration(r) for r in raw]
+def default_min_confidence() -> float:
+    from rcahook.investigate import DEFAULT_MIN_CONFIDENCE
+
+    return DEFAULT_MIN_CONFIDENCE
+
+
+def _confidence_block(signals: list[Signals], hits: list[bool], calibration: Calibration) -> dict:
+    calibrated = [calibration(s) for s in signals]
     rows = abstention_table(calibrated, hits)
+    threshold = default_min_confidence()
+    n_answered = sum(c >= threshold for c in calibrated)
     return {
         "calibration": calibration.to_json(),
+        # what investigate does by default: answer at or above the default --min-confidence
+        "answered": {"min_confidence": threshold, "n": n_answered,
+                     "share": n_answered / len(calibrated) if calibrated else 0.0},
         "abstention": [r.to_json() for r in rows],
         "threshold_90": threshold_for_precision(rows),
-        "reliability": reliability(raw, hits, calibration),
+        "reliability": reliability(calibrated, hits),
         "coverage_curve": [[round(c, 4), round(a, 4)] for c, a in coverage_curve(calibrated, hits)],
     }
+
+
+def _signals(o) -> Signals:
+    if o.signals is not None:
+        return Signals.from_json(o.signals)
+    # no evidence recorded: nothing to be confident about
+    return Signals(mass=o.raw or 0.0, title_match_window=0.0, title_match_first=0.0, unknown_words=1.0)
 
 
 def build_document(result: BacktestResult) -> dict:
@@ -45,14 +64,17 @@ def build_document(result: BacktestResult) -> dict:
         if ranker not in FEATURE_RANKERS or not result.outcomes[ranker]:
             continue
         outcomes = result.outcomes[ranker]
-        raw = [o.raw if o.raw is not None else 0.0 for o in outcomes]
+        signals = [_signals(o) for o in outcomes]
         hits = [o.hit(HIT_K) for o in outcomes]
         shipped = load_calibration(ranker, index_dir)
-        refit = fit_platt(raw, hits)
-        refit.info["source"] = "refit on this run (in-sample)"
-        confidence[ranker] = {"hit_k": HIT_K, **_confidence_block(raw, hits, shipped),
-                              "refit": _confidence_block(raw, hits, refit)}
-        calibrated[ranker] = [shipped(r) for r in raw]
+        # the mass's scaling refitted on this run; the evidence gate needs null incidents to
+        # fit, so it stays the shipped one
+        platt = fit_platt([s.mass for s in signals], hits)
+        refit = Calibration(platt.a, platt.b, {**platt.info, "source": "refit on this run (in-sample)"},
+                            shipped.evidence)
+        confidence[ranker] = {"hit_k": HIT_K, **_confidence_block(signals, hits, shipped),
+                              "refit": _confidence_block(signals, hits, refit)}
+        calibrated[ranker] = [shipped(s) for s in signals]
 
     results = []
     for i, inv in enumerate(result.investigations):
@@ -60,9 +82,15 @@ def build_document(result: BacktestResult) -> dict:
             "fix": inv.fix, "culprit": inv.culprit, "parent": inv.parent, "title": inv.title,
             "time": inv.time, "window": len(inv.candidates),
             "ranks": {r: result.outcomes[r][i].rank for r in result.rankers if r != "random"},
-            "confidence": {r: {"raw": result.outcomes[r][i].raw, "calibrated": calibrated[r][i]}
-                           for r in calibrated},
+            "confidence": {r: {"raw": result.outcomes[r][i].raw, "calibrated": calibrated[r][i],
+                               "signals": result.outcomes[r][i].signals} for r in calibrated},
+            **({"own_title": inv.own_title} if inv.own_title is not None else {}),
         })
+    null = None
+    if result.settings.track == "null":
+        # the root cause is never knowable from these titles: every answer is a false alarm
+        null = {"titles": result.settings.null_titles or "own history, half the investigations away",
+                "answered": {r: block["answered"] for r, block in confidence.items()}}
     w = result.weights
     return {
         "schema": SCHEMA,
@@ -77,6 +105,7 @@ def build_document(result: BacktestResult) -> dict:
                            "excluded_by_cutoff": result.excluded_by_cutoff},
         "metrics": metrics,
         "confidence": confidence,
+        "null": null,
         "results": results,
         "output": result.output,
         "resumed": result.resumed,
@@ -98,10 +127,12 @@ def header_lines(doc: dict) -> list[str]:
     scope = ""
     if s["limit"] is not None or s["sample"] is not None:
         scope = f" (limit {s['limit']}, sample {s['sample']}, seed {s['seed']})"
+    null = f" (titles from {s['null_titles'] or 'own history, half the investigations away'})" \
+        if s["track"] == "null" else ""
     return [
         f"repository: {doc['repository']}",
         f"HEAD: {doc['head']}",
-        f"protocol v{doc['protocol_version']}, window {s['window']}, track {s['track']}",
+        f"protocol v{doc['protocol_version']}, window {s['window']}, track {s['track']}{null}",
         f"investigations: {inv['evaluated']} evaluated of {inv['mined']} mined{scope}"
         + (f", {inv['excluded_by_cutoff']} before the weights' cut-off" if inv["excluded_by_cutoff"] else ""),
         f"weights: {weights_line(doc)}",
@@ -123,6 +154,21 @@ def metric_rows(doc: dict) -> list[list[str]]:
             f"{m['seconds_mean']:.3f}" if timed else "-", f"{m['seconds_p90']:.3f}" if timed else "-",
         ])
     return rows
+
+
+def null_lines(doc: dict) -> list[str]:
+    """The null track's metric: the share of null incidents answered (a false alarm each)."""
+    if not doc.get("null"):
+        return []
+    return [f"null incidents answered by {ranker} (confidence >= {a['min_confidence']:g}, the default "
+            f"--min-confidence): {a['n']} of {doc['investigations']['evaluated']} ({a['share']:.3f}); "
+            "lower is better" for ranker, a in doc["null"]["answered"].items()]
+
+
+def answered_lines(doc: dict) -> list[str]:
+    return [f"{ranker}: {b['answered']['n']} of {doc['investigations']['evaluated']} answered "
+            f"({b['answered']['share']:.3f}) at the default --min-confidence {b['answered']['min_confidence']:g}"
+            for ranker, b in doc["confidence"].items()]
 
 
 def confidence_rows(block: dict) -> list[list[str]]:
@@ -150,10 +196,10 @@ def print_text(doc: dict) -> None:
     out = Console(highlight=False, soft_wrap=False)
     if not out.is_terminal:  # a pipe or a file: rich's 80 columns would fold the table
         out = Console(highlight=False, soft_wrap=False, width=150)
-    for line in header_lines(doc):
-        out.print(Text(line))
+    for line in header_lines(doc):  # paths and weights info: shown as written, never obeyed
+        out.print(Text(term_text(line)))
     for note in doc["notes"]:
-        out.print(Text(f"note: {note}"))
+        out.print(Text(term_text(f"note: {note}")))
     table = Table(show_edge=False)
     for i, column in enumerate(_COLUMNS):
         table.add_column(column, justify="left" if i == 0 else "right")
@@ -161,6 +207,8 @@ def print_text(doc: dict) -> None:
         table.add_row(*row)
     out.print()
     out.print(table)
+    for line in null_lines(doc) or answered_lines(doc):
+        out.print(Text(line, style="bold" if doc.get("null") else ""))
     for ranker, block in doc["confidence"].items():
         out.print()
         table = Table(title=f"{ranker}: answer only when confidence >= threshold (accuracy = top-{block['hit_k']})",
@@ -175,12 +223,13 @@ def print_text(doc: dict) -> None:
                        f"{_threshold(block['refit']['threshold_90'])} (refit: a={block['refit']['calibration']['a']:.3f}, "
                        f"b={block['refit']['calibration']['b']:.3f})"))
     if doc["output"]:
-        out.print(Text(f"\nresults: {doc['output']}" + (f" ({doc['resumed']} outcome(s) resumed)" if doc["resumed"] else "")))
+        out.print(Text("\n" + term_text(f"results: {doc['output']}")
+                       + (f" ({doc['resumed']} outcome(s) resumed)" if doc["resumed"] else "")))
 
 
 def _md_table(columns: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -235,18 +284,21 @@ def write_report(doc: dict, path: Path) -> list[Path]:
         plt.close(fig)
         written.append(coverage_png)
 
-    parts = ["# rcahook backtest", "", *[f"- {line}" for line in header_lines(doc)]]
-    parts += [f"- note: {note}" for note in doc["notes"]]
+    # The repository's path and the weights' info and notes are not ours: text, never Markdown.
+    parts = ["# rcahook backtest", "", *[f"- {md_text(line)}" for line in header_lines(doc)]]
+    parts += [f"- note: {md_text(note)}" for note in doc["notes"]]
     parts += ["", "## Rankers and baselines", "", _md_table(_COLUMNS, metric_rows(doc)), "",
               "Random is the expectation over orders of each window (top-k = k/W, MRR = H_W/W). "
               "MRR counts a culprit missing from the final list as 0.", "",
               f"![top-k curve]({topk_png.name})", ""]
+    parts += [*[f"- {line}" for line in null_lines(doc) or answered_lines(doc)], ""]
     for ranker, block in doc["confidence"].items():
         parts += [f"## Confidence: {ranker}", "",
                   f"Answer only when the calibrated confidence is at least the threshold; accuracy is the "
                   f"top-{block['hit_k']} hit rate of the investigations answered. Shipped calibration: "
                   f"a={block['calibration']['a']:.3f}, b={block['calibration']['b']:.3f} "
-                  f"({block['calibration']['info'].get('source', 'fitted')}); refit on this run (in-sample): "
+                  f"({md_text(str(block['calibration']['info'].get('source', 'fitted')))}); refit on this run "
+                  "(in-sample): "
                   f"a={block['refit']['calibration']['a']:.3f}, b={block['refit']['calibration']['b']:.3f}.", "",
                   _md_table(("threshold", "answered", "accuracy", "answered (refit)", "accuracy (refit)"),
                             confidence_rows(block)), "",

@@ -28,6 +28,7 @@ import numpy as np
 from rcahook.errors import BadInputError, ConfigError, NotFoundError
 from rcahook.history import History
 from rcahook.risk import RiskData, build_data, default_risk_model, fit_risk
+from rcahook.untrusted import md_text, term_text
 
 SCHEMA = "rcahook.backtest.risk/1"
 LABEL_DELAY_DAYS = 180
@@ -234,7 +235,7 @@ def print_text(doc: dict) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(_summary(doc))
+    console.print(term_text(_summary(doc)), markup=False)
     table = Table(show_edge=False)
     for col in COLUMNS:
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -242,14 +243,14 @@ def print_text(doc: dict) -> None:
         table.add_row(*row)
     console.print(table)
     for note in doc["notes"]:
-        console.print(f"note: {note}")
+        console.print(term_text(f"note: {note}"), markup=False)
 
 
 def render_markdown(doc: dict) -> str:
-    lines = [f"# Risk backtest: {Path(doc['repository']).name}", "", _summary(doc) + ".", "",
+    lines = [f"# Risk backtest: {md_text(Path(doc['repository']).name)}", "", md_text(_summary(doc)) + ".", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(doc)]
     lines += ["", "ROC AUC ranks by probability (LApredict by lines added). Recall@20%Effort and Popt "
               "(effort = changed lines) rank rcahook's models by probability per changed line.", ""]
-    lines += [f"Note: {n}" for n in doc["notes"]]
+    lines += [f"Note: {md_text(n)}" for n in doc["notes"]]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ reachable from F^ only, so nothing after F^ leaks in.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -20,8 +21,8 @@ from pathlib import Path
 from rcahook.backtest.baselines import BaselineRanker
 from rcahook.backtest.metrics import Outcome
 from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation, mine_investigations
-from rcahook.confidence import raw_confidence
-from rcahook.errors import BadInputError, ConfigError
+from rcahook.confidence import SIGNALS_VERSION, raw_confidence, signals_for
+from rcahook.errors import BadInputError, ConfigError, ModelAnswerError
 from rcahook.features import GraphHints, Query
 from rcahook.history import History
 from rcahook.progress import Progress
@@ -38,7 +39,8 @@ RESULTS_FORMAT = "rcahook.backtest.results/1"
 @dataclass(frozen=True)
 class Settings:
     window: int = 500
-    track: str = "title"  # "title" | "paths" (the paths F modifies are the impacted locations)
+    track: str = "title"  # "title" | "paths" (the paths F modifies are the impacted locations) | "null"
+    null_titles: str | None = None  # null track: file of titles from elsewhere; None: own history
     rankers: tuple[str, ...] = ("features",)  # measured rankers; baselines always run too
     llm_top: int = 40  # how many of the features ranking the LLM re-ranks
     model: str | None = None
@@ -106,6 +108,54 @@ def query_for(inv: Investigation, track: str) -> Query:
     return Query(title=inv.title, time=inv.time, impacted_paths=inv.paths if track == "paths" else ())
 
 
+# --- the null track ------------------------------------------------------------------------
+
+def read_null_titles(path: Path) -> tuple[str, ...]:
+    """One title a line; blank lines and lines starting with # are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise BadInputError(f"--null-titles {path}: cannot read it ({e.strerror}); pass a text file with one "
+                            "incident title a line") from None
+    titles = tuple(dict.fromkeys(t.strip() for t in text.splitlines() if t.strip() and not t.lstrip().startswith("#")))
+    if not titles:
+        raise BadInputError(f"--null-titles {path}: no title in it; pass a text file with one incident title a "
+                            "line (e.g. the titles of another repository's backtest)")
+    return titles
+
+
+def null_investigations(chosen: Sequence[Investigation], mined: Sequence[Investigation],
+                        titles: Sequence[str] | None, *, seed: int = 0) -> list[Investigation]:
+    """Each investigation with a title about something else, same time and window, no paths.
+
+    With `titles` (another repository's), a seeded shuffle of them, dealt in turn; without,
+    the title of the investigation half the mined list away (the most distant part of this
+    repository's own history that every investigation can be paired with)."""
+    if titles:
+        pool = list(titles)
+        random.Random(seed).shuffle(pool)
+        picks = [pool[i % len(pool)] for i in range(len(chosen))]
+    else:
+        if len(mined) < 2:
+            raise BadInputError("--track null needs titles from elsewhere: this repository has fewer than two "
+                                "investigations; pass --null-titles FILE (one title a line)")
+        where = {inv.fix: j for j, inv in enumerate(mined)}
+        picks = [mined[(where[inv.fix] + len(mined) // 2) % len(mined)].title for inv in chosen]
+    out = []
+    for i, (inv, title) in enumerate(zip(chosen, picks)):
+        if title == inv.title:  # the same words in both places say nothing about abstaining
+            title = next((t for t in (titles or [m.title for m in mined]) if t != inv.title), title)
+        out.append(dataclasses.replace(inv, title=title, paths=(), own_title=inv.title))
+    return out
+
+
+def null_fingerprint(titles: Sequence[str] | None) -> str:
+    """What the results file records of the null titles, so a resume cannot mix two sets."""
+    if titles is None:
+        return "own-history"
+    return hashlib.sha256("\n".join(titles).encode()).hexdigest()[:16]
+
+
 def select(investigations: list[Investigation], *, limit: int | None, sample: int | None,
            seed: int) -> list[Investigation]:
     """The most recent `limit`, then a seeded sample of `sample`; newest first either way."""
@@ -137,6 +187,7 @@ class Replayer:
         self.seed = seed
         self.diff_text = diff_text
         self.baselines = BaselineRanker(history)
+        self.fallbacks: dict[str, list[str]] = {}  # LLM ranker -> why each unusable answer fell back
 
     @property
     def backend(self) -> object:
@@ -155,9 +206,17 @@ class Replayer:
             spec = RankerSpec(name="features",
                               weights=self.default if ranker == "features-default" else self.weights)
         query = query_for(inv, self.track)
-        return rank(self.history, query, inv.candidates, inv.parent, spec=spec, culprits=self.culprits,
-                    graph=self.hints(inv, query),
-                    diff_text=self.diff_text if ranker in LLM_RANKERS else None)
+        try:
+            return rank(self.history, query, inv.candidates, inv.parent, spec=spec, culprits=self.culprits,
+                        graph=self.hints(inv, query),
+                        diff_text=self.diff_text if ranker in LLM_RANKERS else None)
+        except ModelAnswerError as e:
+            # What investigate shows then: the features ranking (said in the notes). An unreachable
+            # server (ModelServerError) still ends the run: that measures nothing.
+            self.fallbacks.setdefault(ranker, []).append(str(e))
+            return rank(self.history, query, inv.candidates, inv.parent,
+                        spec=RankerSpec(name="features", weights=self.weights), culprits=self.culprits,
+                        graph=self.hints(inv, query))
 
     def hints(self, inv: Investigation, query: Query) -> GraphHints:
         """Code-graph hints from the graph as of F^ (never HEAD's), once per investigation."""
@@ -180,12 +239,14 @@ class Replayer:
         ranking = self.ranking(inv, ranker)
         final = [c.sha for c in ranking.candidates]
         stage1 = [c.sha for c in ranking.retrieval.candidates]
-        raw = None
+        raw = signals = None
         if ranker in FEATURE_RANKERS:
             raw = raw_confidence([c.probability for c in ranking.candidates[:5]])
+            signals = signals_for(ranking.candidates, title=inv.title, background=ranking.retrieval.background,
+                                  mass=raw).to_json()
         return Outcome(inv.fix, ranker, inv.rank_of(final), len(inv.candidates),
                        retrieved=len(stage1), stage1=inv.culprit in stage1,
-                       seconds=time.perf_counter() - started, raw=raw)
+                       seconds=time.perf_counter() - started, raw=raw, signals=signals)
 
 
 def _names_repository(info: dict, repository: str) -> str | None:
@@ -206,17 +267,18 @@ def _names_repository(info: dict, repository: str) -> str | None:
 
 def ranker_config(ranker: str, settings: Settings, weights: WeightsInfo, default: WeightsInfo) -> dict:
     """What must not change for a stored outcome of this ranker to be reused."""
+    # the confidence's inputs are stored with each outcome: a change in them makes old ones stale
     if ranker == "features":
-        return {"weights": weights.fingerprint}
+        return {"weights": weights.fingerprint, "signals": SIGNALS_VERSION}
     if ranker == "features-default":
-        return {"weights": default.fingerprint}
+        return {"weights": default.fingerprint, "signals": SIGNALS_VERSION}
     if ranker in LLM_RANKERS:
         return {"weights": weights.fingerprint, "llm_top": settings.llm_top, "model": settings.model,
                 "llm_url": settings.llm_url, "llm_model": settings.llm_model, "seed": settings.seed}
     return {"baseline": 1}
 
 
-_GLOBAL_KEYS = ("protocol", "head", "window", "track")
+_GLOBAL_KEYS = ("protocol", "head", "window", "track", "null_titles")
 
 
 class ResultsFile:
@@ -248,7 +310,7 @@ class ResultsFile:
             elif row.get("type") == "result":
                 self.done[(row["fix"], row["ranker"])] = Outcome(
                     row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"),
-                    row.get("stage1"), row.get("seconds", 0.0), row.get("raw"))
+                    row.get("stage1"), row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"))
         for ranker, config in self.header["rankers"].items():
             if ranker in configs and configs[ranker] != config:
                 raise ConfigError(
@@ -278,7 +340,7 @@ def _drop_partial_line(path: Path) -> None:
 def outcome_line(o: Outcome) -> str:
     return json.dumps({"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank,
                        "window": o.window, "retrieved": o.retrieved, "stage1": o.stage1,
-                       "seconds": round(o.seconds, 4), "raw": o.raw})
+                       "seconds": round(o.seconds, 4), "raw": o.raw, "signals": o.signals})
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -308,6 +370,7 @@ def _evaluated(history: History, mined: list[Investigation], *, rankers: Sequenc
 
 def run_backtest(history: History, *, repository: str, head: str, settings: Settings,
                  index_dir: Path | None, output: Path, resume: bool = False,
+                 null_titles: Sequence[str] | None = None,
                  diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
                  load_backend: Callable[[], object] | None = None,
                  graph_at: Callable[[str], object] | None = None) -> BacktestResult:
@@ -323,10 +386,13 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
     kept, notes = _evaluated(history, mined, rankers=settings.rankers, learned=learned, weights=winfo,
                              repository=repository)
     investigations = select(kept, limit=settings.limit, sample=settings.sample, seed=settings.seed)
+    if settings.track == "null":
+        investigations = null_investigations(investigations, mined, null_titles, seed=settings.seed)
 
     dinfo = describe_weights(default, None)
     header = {"type": "header", "format": RESULTS_FORMAT, "protocol": PROTOCOL_VERSION, "repository": repository,
               "head": head, "window": settings.window, "track": settings.track,
+              "null_titles": null_fingerprint(null_titles) if settings.track == "null" else None,
               "rankers": {r: ranker_config(r, settings, winfo, dinfo) for r in stored},
               "started": int(time.time())}
     results = ResultsFile(output, header)
@@ -351,6 +417,9 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
                     reused += 1
                 outcomes[ranker].append(o)
             advance(1)
+    for ranker, reasons in replayer.fallbacks.items():
+        notes.append(f"{ranker}: {len(reasons)} investigation(s) in this run fell back to the features ranking, "
+                     f"as investigate would, on an unusable model answer (first: {reasons[0]})")
     return BacktestResult(repository, head, settings, measured, investigations, outcomes, winfo, len(mined),
                           len(mined) - len(kept), str(index_dir) if index_dir else None, str(output), reused,
                           notes)

@@ -372,13 +372,16 @@ def load_graph(conn: sqlite3.Connection) -> CodeGraph:
     """The indexed graph (`rcahook index` builds it), once per process and revision."""
     rev = store.get_meta(conn, "graph_rev")
     key = (_db_file(conn), rev)
-    if key not in _loaded:
-        _loaded.clear()
+    graph = _loaded.get(key)
+    if graph is None:
         files = {path: unpack_parse(data) for path, data in conn.execute(
             "SELECT g.path, b.data FROM graph_files g JOIN blob_parse b ON b.blob = g.blob AND b.full = 1")}
         aux = json.loads(store.get_meta(conn, "graph_aux_paths", "[]"))
-        _loaded[key] = CodeGraph.from_json(files, rev=rev, aux_paths=aux)
-    return _loaded[key]
+        graph = CodeGraph.from_json(files, rev=rev, aux_paths=aux)
+        # returned from the local: another thread (rcahook serve) may clear the cache meanwhile
+        _loaded.clear()
+        _loaded[key] = graph
+    return graph
 
 
 def forget_loaded(conn: sqlite3.Connection) -> None:

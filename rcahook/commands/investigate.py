@@ -4,10 +4,10 @@ import sys
 import time
 from pathlib import Path
 
-from rcahook.commands.common import index_path, note_read_only, open_history, open_repo, print_json, say
+from rcahook.commands.common import (incident_from_flags, index_path, note_read_only, open_history, open_repo,
+                                     print_json, say)
 from rcahook.config import load_config
-from rcahook.errors import BadInputError, RcahookError
-from rcahook.incident import Incident, load_incident, merge, parse_duration, parse_time
+from rcahook.errors import RcahookError
 
 
 def run(*, title: str | None, description: str | None, time_: str | None, at: str | None,
@@ -81,41 +81,3 @@ def _save(git_dir: Path, doc: dict, result, created: int) -> str | None:
         say(f"warning: could not save this investigation in {path} ({e}); it has no id for feedback "
             "(pass --no-save to skip saving)")
         return None
-
-
-def incident_from_flags(incident_file: str | None, *, title: str | None, description: str | None,
-                        time_: str | None, at: str | None, since: str | None, window: int | None,
-                        impacted_paths: tuple[str, ...], services: tuple[str, ...],
-                        stack_trace: str | None) -> Incident:
-    """The incident file, if any, with the flags laid over it (flags win)."""
-    if since is not None and window is not None:
-        raise BadInputError(f"--since {since} and --window {window} both given; use one: --since for an age, "
-                            "--window for a number of recent commits")
-    if window is not None and window < 1:
-        raise BadInputError(f"--window must be a positive number of commits, got {window}")
-    if title is not None and not title.strip():
-        raise BadInputError("--title is empty; give a one-line summary of the incident")
-    base = load_incident(incident_file) if incident_file else None
-    if base is None and title is None:
-        raise BadInputError("no incident title: pass --title TEXT, or --incident FILE with a 'title' field")
-    return merge(base or Incident(title=title.strip()),  # type: ignore[union-attr]
-                 title=title.strip() if title else None, description=description,
-                 time=parse_time(time_) if time_ else None, at=at,
-                 since=parse_duration(since) if since else None, window=window,
-                 impacted_paths=impacted_paths, services=services,
-                 stack_trace=_read_trace(stack_trace) if stack_trace else None)
-
-
-def _read_trace(source: str) -> str:
-    from rcahook.stacktrace import read_capped
-
-    if source == "-":
-        return read_capped(sys.stdin)
-    try:
-        with open(source, encoding="utf-8", errors="replace") as f:
-            return read_capped(f)  # a few MB at most: see rcahook.stacktrace.MAX_TRACE_CHARS
-    except OSError as e:
-        raise BadInputError(f"--stack-trace {source}: cannot read it ({e.strerror}); pass a file with the "
-                            "trace, or - to read it from stdin") from None
-
-
