@@ -182,11 +182,13 @@ def main() -> int:
                         "(calibration fitted on the other two repositories)")
     for col in ("held out", "track", "n", "top-5", "answered v1", "answered", "accuracy answered"):
         table.add_column(col)
+    held_out: list[tuple[float, bool]] = []  # (confidence, hit) under a calibration that never saw it
     for held in names:
         cal = calibrate([key for key in held_rows if key[0] != held])
         for track in TRACKS:
             rows = held_rows[held, track]
             conf = [cal(s) for _, s, _ in rows]
+            held_out += [(c, h) for c, (_, _, h) in zip(conf, rows)]
             ok = [h for c, (_, _, h) in zip(conf, rows) if c >= DEFAULT_MIN_CONFIDENCE]
             table.add_row(held, track, str(len(rows)), f"{np.mean([r <= 5 for r, _, _ in rows]):.3f}",
                           f"{answered(PLATT_V1, rows):.3f}", f"{answered(cal, rows):.3f}",
@@ -199,9 +201,11 @@ def main() -> int:
     console.print(f"calibration fitted on all: a={calibration.a:.3f} b={calibration.b:.3f}; evidence gate: "
                   + ", ".join(f"{n}={w:+.3f} (centre {c:.3f})" for n, w, c in zip(gate.inputs, gate.weights, gate.centre))
                   + f", bias {gate.bias:+.3f}")
-    console.print("reliability on all held-out outcomes (null incidents included):")
-    for row in reliability([calibration(s) for _, s, _ in pooled], [h for _, _, h in pooled]):
-        console.print(row)
+    console.print("reliability of the held-out confidence (each repository under the calibration fitted on "
+                  "the other two; null incidents included):")
+    for row in reliability([c for c, _ in held_out], [h for _, h in held_out]):
+        console.print(f"  {row['bin']}: n={row['n']}, mean confidence {row['confidence']:.3f}, "
+                      f"observed top-5 {row['observed']:.3f}")
     if args.write or args.write_weights:
         calibration.info.update({
             "source": "bench/fit_default_weights.py: signals under leave-one-repository-out weights on "

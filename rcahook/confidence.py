@@ -36,6 +36,16 @@ SIGNALS_VERSION = 1  # bump when a signal's definition changes: stored backtest 
 INPUTS: tuple[str, ...] = ("logit_mass", "title_match_window", "title_match_first", "unknown_words", "component",
                            "same_component", "path_words", "text_best", "located")
 TOP = 5  # the confidence is about the top five as a set
+# English function words: people write incidents as sentences ("charges are not retried any
+# more"), commit subjects are terse, so these would read as words the history never used.
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can cannot could did do does doing down during each few for from further had has have
+having he her here hers him his how if in into is it its itself just me more most my no nor not now of off
+on once only or other our ours out over own same she should since so some still such than that the their
+theirs them then there these they this those through to too under until up us very was we were what when
+where which while who whom why will with would yet you your
+""".split())
 _EPS = 1e-6
 
 
@@ -97,10 +107,12 @@ def compute_signals(*, mass: float, rarity: Mapping[str, float], unknown: set[st
                     matched: Sequence[Iterable[str]], rows) -> Signals:
     """The signals from per-candidate facts in final order, best first: the incident words
     each mentions (`matched`) and its raw features (`rows`, (K, F) in FEATURE_NAMES order).
-    `rarity` weighs the title's words; `unknown` are those the history never used."""
+    `rarity` weighs the title's words; `unknown` are those the history never used; both
+    leave out STOPWORDS."""
     from rcahook.features import FEATURE_NAMES
 
     col = FEATURE_NAMES.index
+    rarity = {w: v for w, v in rarity.items() if w not in STOPWORDS}
     first = set(matched[0]) if len(matched) else set()
     anywhere: set[str] = set()
     for words in matched:

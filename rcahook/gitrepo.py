@@ -344,12 +344,15 @@ class Repo:
         except (KeyError, ValueError):
             return False
 
-    def walk(self, tips: Iterable[str], *, hide: Iterable[str] = ()) -> Iterator[str]:
-        """Shas reachable from tips and not from hide, newest first, children before parents."""
+    def walk(self, tips: Iterable[str], *, hide: Iterable[str] = (), topological: bool = True) -> Iterator[str]:
+        """Shas reachable from tips and not from hide, newest first, children before parents.
+
+        With topological=False, by commit time only: libgit2 then streams the walk instead of
+        sorting all of it first, so taking the first N costs N, not the whole history."""
         tips = list(tips)
         if not tips:
             return
-        walker = self._history_repo().walk(None, SortMode.TOPOLOGICAL | SortMode.TIME)
+        walker = self._history_repo().walk(None, SortMode.TOPOLOGICAL | SortMode.TIME if topological else SortMode.TIME)
         for sha in tips:
             walker.push(pygit2.Oid(hex=sha))
         for sha in hide:

@@ -6,6 +6,7 @@ import heapq
 import itertools
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +83,48 @@ _COMMIT_COLS = ("id, sha, author_name, author_email, author_time, author_offset,
                 " subject, body, n_parents, n_files, added, deleted, idents_added, idents_removed, code_lines")
 
 
+@dataclass(frozen=True)
+class Node:
+    """What a walk needs of a commit."""
+    committer_time: int
+    n_parents: int
+    generation: int  # see store.SCHEMA: reachable from another commit means a smaller one
+    parents: tuple[str, ...]
+
+
+class _LRU(OrderedDict):
+    """A dict that forgets its least recently used entries past `size`."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_fresh(self, key):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+# One run of `rcahook index` inserts commits children first, so rows with nearby ids are
+# nearby in history: a walk that needs one commit reads the block of rows after it in one
+# query, and the next hundreds of steps are served from memory.
+GRAPH_BLOCK = 512
+GRAPH_CACHE = 200_000  # walk nodes kept (about 40 MB at most), whatever the history's length
+COMMIT_CACHE = 20_000  # CommitViews kept
+
+
 class History:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self._graph: tuple[dict[str, tuple[int, int]], dict[str, tuple[str, ...]]] | None = None
-        self._cache: dict[str, CommitView] = {}
+        self._nodes: _LRU = _LRU(GRAPH_CACHE)
+        self._cache: _LRU = _LRU(COMMIT_CACHE)
 
     @classmethod
     def open(cls, db_path: Path) -> History:
@@ -119,7 +157,12 @@ class History:
     def commits(self, shas: Iterable[str]) -> list[CommitView]:
         """CommitViews in the order given; unknown shas are skipped."""
         shas = list(shas)
-        missing = [s for s in dict.fromkeys(shas) if s not in self._cache]
+        found: dict[str, CommitView] = {}
+        for sha in dict.fromkeys(shas):
+            view = self._cache.get_fresh(sha)
+            if view is not None:
+                found[sha] = view
+        missing = [s for s in dict.fromkeys(shas) if s not in found]
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             marks = ",".join("?" * len(chunk))
@@ -134,8 +177,9 @@ class History:
                         " ORDER BY commit_id, idx", list(ids)):
                     paths[cid].append(path)
             for r in rows:
-                self._cache[r[1]] = CommitView(*r, paths=tuple(paths[r[0]]))
-        return [self._cache[s] for s in shas if s in self._cache]
+                found[r[1]] = view = CommitView(*r, paths=tuple(paths[r[0]]))
+                self._cache.put(r[1], view)
+        return [found[s] for s in shas if s in found]
 
     def commit(self, sha: str) -> CommitView:
         found = self.commits([sha])
@@ -174,52 +218,101 @@ class History:
         return out
 
     # -- the commit graph --------------------------------------------------------------------
-    def _load_graph(self) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, ...]]]:
-        if self._graph is None:
-            info = {sha: (t, n) for sha, t, n in self.conn.execute(
-                "SELECT sha, committer_time, n_parents FROM commits")}
-            parents: dict[str, list[str]] = {}
-            for sha, parent in self.conn.execute(
-                    "SELECT c.sha, p.parent_sha FROM parents p JOIN commits c ON c.id = p.commit_id"
-                    " ORDER BY p.commit_id, p.idx"):
-                parents.setdefault(sha, []).append(parent)
-            self._graph = info, {k: tuple(v) for k, v in parents.items()}
-        return self._graph
+    def node(self, sha: str) -> Node | None:
+        """The commit's walk data, or None when it is not indexed (a parent beyond a shallow
+        boundary or a graft, or a commit the index has not seen)."""
+        node = self._nodes.get_fresh(sha)
+        if node is not None:
+            return node
+        row = self.conn.execute("SELECT id FROM commits WHERE sha=?", (sha,)).fetchone()
+        if row is None:
+            return None
+        self._load_block(row[0])
+        return self._nodes.get(sha)
+
+    def _load_block(self, first: int) -> None:
+        rows: dict[str, tuple[int, int, int, list[str]]] = {}
+        for sha, t, n, gen, shallow, parent in self.conn.execute(
+                "SELECT c.sha, c.committer_time, c.n_parents, c.generation, c.shallow, p.parent_sha"
+                " FROM commits c LEFT JOIN parents p ON p.commit_id = c.id WHERE c.id >= ? AND c.id < ?"
+                " ORDER BY c.id, p.idx", (first, first + GRAPH_BLOCK)):
+            # a shallow clone's boundary commit is a root to git (a merge among them too)
+            entry = rows.setdefault(sha, (t, 0 if shallow else n, gen, []))
+            if parent is not None and not shallow:
+                entry[3].append(parent)
+        for sha, (t, n, gen, parents) in rows.items():
+            if sha not in self._nodes:
+                self._nodes.put(sha, Node(t, n, gen, tuple(parents)))
 
     def parents(self, sha: str) -> tuple[str, ...]:
-        return self._load_graph()[1].get(sha, ())
+        node = self.node(sha)
+        return node.parents if node else ()
 
     def rev_list(self, start: str, *, max_count: int | None = None, since: int | None = None,
-                 no_merges: bool = True) -> list[str]:
-        """`git rev-list [--no-merges] [--max-count=N] [--since=T] start`, in git's own order.
+                 no_merges: bool = True, hide: str | None = None) -> list[str]:
+        """`git rev-list [--no-merges] [--max-count=N] [--since=T] start [--not hide]`, in git's
+        own order.
 
         git's default walk pops commits from a queue ordered by committer date, ties in
         insertion order, and reaches a commit's parents only once it is popped; the same
-        here, so windows match the protocol's `git rev-list` exactly.
+        here, so windows match the protocol's `git rev-list` exactly. Parents are read from
+        the index as the walk reaches them: the work and memory follow the window, not the
+        history. A parent that is not indexed (shallow boundary, graft) ends that line, as
+        it does for git.
         """
-        info, parents = self._load_graph()
-        if start not in info:
+        first = self.node(start)
+        if first is None:
             raise NotFoundError(f"commit {start} is not in the index; run `rcahook index`")
         tick = itertools.count()
-        queue = [(-info[start][0], next(tick), start)]
+        queue = [(-first.committer_time, next(tick), start, first)]
         seen = {start}
         out: list[str] = []
         while queue:
-            neg_time, _, sha = heapq.heappop(queue)
+            neg_time, _, sha, node = heapq.heappop(queue)
             if since is not None and -neg_time < since:
                 break
-            if not no_merges or info[sha][1] <= 1:
+            if not no_merges or node.n_parents <= 1:
                 out.append(sha)
-                if max_count is not None and len(out) >= max_count:
+                if max_count is not None and hide is None and len(out) >= max_count:
                     break
-            for p in parents.get(sha, ()):
-                if p not in seen and p in info:
+            for p in node.parents:
+                if p not in seen:
                     seen.add(p)
-                    heapq.heappush(queue, (-info[p][0], next(tick), p))
+                    parent = self.node(p)
+                    if parent is not None:
+                        heapq.heappush(queue, (-parent.committer_time, next(tick), p, parent))
+        if hide is not None:
+            if self.node(hide) is None:
+                raise NotFoundError(f"commit {hide} is not in the index; run `rcahook index`")
+            hidden = self.reachable(hide, out)
+            out = [s for s in out if s not in hidden]
+            if max_count is not None:
+                out = out[:max_count]
         return out
 
-    def is_ancestor(self, ancestor: str, descendant: str, *, limit: int = 100_000) -> bool:
-        return ancestor in set(self.rev_list(descendant, max_count=limit, no_merges=False))
+    def reachable(self, tip: str, shas: Sequence[str]) -> set[str]:
+        """Which of `shas` are reachable from `tip`: a walk that never goes below the smallest
+        generation among them, so it stays within their stretch of history."""
+        nodes = [self.node(s) for s in shas]
+        floor = min((n.generation for n in nodes if n is not None), default=0)
+        wanted = set(shas)
+        found: set[str] = set()
+        stack = [tip] if self.node(tip) is not None else []
+        seen = set(stack)
+        while stack and len(found) < len(wanted):
+            sha = stack.pop()
+            if sha in wanted:
+                found.add(sha)
+            for p in self.parents(sha):
+                node = self.node(p)
+                if p not in seen and node is not None and node.generation >= floor:
+                    seen.add(p)
+                    stack.append(p)
+        return found
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """`git merge-base --is-ancestor`, over the index (a commit is its own ancestor)."""
+        return ancestor in self.reachable(descendant, [ancestor])
 
     # -- culprit links --------------------------------------------------------------------------
     def links(self, *, kinds: Sequence[str] | None = None) -> list[Link]:

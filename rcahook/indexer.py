@@ -51,8 +51,10 @@ def _hunks_text(hunks) -> str:
     return ";".join(f"{h.old_start},{h.old_lines},{h.new_start},{h.new_lines}" for h in hunks)
 
 
-def _rows(rec: CommitRecord) -> tuple:
-    """A commit as plain tuples, ready for executemany (also what workers send back)."""
+def _rows(rec: CommitRecord, boundary: frozenset[str] = frozenset()) -> tuple:
+    """A commit as plain tuples, ready for executemany (also what workers send back).
+    `boundary`: the shallow clone's boundary commits, which git reads as roots (a merge among
+    them too): marked shallow, so walks over the index see what git sees."""
     added = sum(f.added for f in rec.files)
     deleted = sum(f.deleted for f in rec.files)
     commit = (
@@ -60,7 +62,7 @@ def _rows(rec: CommitRecord) -> tuple:
         rec.committer.name, rec.committer.email, rec.committer.time, rec.committer.offset,
         rec.subject, rec.body, json.dumps(rec.trailers), len(rec.parents),
         len(rec.files), added, deleted, " ".join(rec.idents_added),
-        " ".join(rec.idents_removed), int(rec.shallow), rec.code_lines,
+        " ".join(rec.idents_removed), int(rec.shallow or rec.sha in boundary), rec.code_lines,
     )
     changes = [
         (i, f.path, f.old_path, f.status, f.added, f.deleted, int(f.binary),
@@ -80,7 +82,8 @@ def _worker_rows(args: tuple[str, Sequence[str]]) -> list[tuple]:
     try:
         if _worker_repo is None or _worker_repo.path != path:
             _worker_repo = Repo(path)
-        return [_rows(_worker_repo.commit_record(sha)) for sha in shas]
+        boundary = _worker_repo._shallow_boundary()
+        return [_rows(_worker_repo.commit_record(sha), boundary) for sha in shas]
     except RcahookError:
         raise
     except Exception as e:  # noqa: BLE001 (any error: what matters is that it crosses back)
@@ -115,31 +118,148 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[i:i + size]
 
 
+def _missing_parents(conn: sqlite3.Connection, shas: Sequence[str]) -> int:
+    """How many parents named by these commits are not indexed."""
+    n = 0
+    for chunk in _chunks(shas, 500):
+        n += conn.execute(
+            f"SELECT COUNT(*) FROM parents p JOIN commits c ON c.id = p.commit_id"
+            f" LEFT JOIN commits pc ON pc.sha = p.parent_sha"
+            f" WHERE c.sha IN ({','.join('?' * len(chunk))}) AND pc.id IS NULL", list(chunk)).fetchone()[0]
+    return n
+
+
 def _record_batches(repo: Repo, shas: Sequence[str], jobs: int) -> Iterator[list[tuple]]:
     if jobs <= 1 or len(shas) < PARALLEL_MIN:
         for chunk in _chunks(shas, BATCH):
-            yield [_rows(repo.commit_record(sha)) for sha in chunk]
+            yield [_rows(repo.commit_record(sha), repo._shallow_boundary()) for sha in chunk]
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         yield from pool.map(_worker_rows, ((repo.path, c) for c in _chunks(shas, BATCH)))
 
 
-def resolve_links(conn: sqlite3.Connection) -> tuple[int, int]:
-    """Resolve pending (and previously unknown) prefixes against every indexed commit."""
-    todo = conn.execute(
-        "SELECT fix_id, seq, ref FROM links WHERE status IN ('pending', 'unknown')").fetchall()
+def _lookup(conn: sqlite3.Connection, prefix: str) -> tuple[str, str | None]:
+    """What ShaResolver says of `prefix` against every indexed commit, by the sha index."""
+    prefix = prefix.lower()
+    rows = conn.execute("SELECT sha FROM commits WHERE sha >= ? AND sha < ? LIMIT 2",
+                        (prefix, prefix + "g")).fetchall()
+    if len(rows) == 1:
+        return "resolved", rows[0][0]
+    return ("ambiguous" if rows else "unknown"), None
+
+
+def resolve_links(conn: sqlite3.Connection, new_shas: Sequence[str] | None = None) -> tuple[int, int]:
+    """Resolve the pending references, and those previously unknown that one of `new_shas`
+    (the commits this run added) may now answer; None: every unknown one.
+
+    Commits are never removed from the index, so a resolved or ambiguous reference stays
+    so: only new commits can change an unknown one, and only when it is a prefix of one.
+    """
+    todo = conn.execute("SELECT fix_id, seq, ref FROM links WHERE status = 'pending'").fetchall()
+    unknown = conn.execute("SELECT COUNT(*) FROM links WHERE status = 'unknown'").fetchone()[0]
+    if unknown and (new_shas is None or len(new_shas) * 34 > unknown):
+        todo += conn.execute("SELECT fix_id, seq, ref FROM links WHERE status = 'unknown'").fetchall()
+    elif unknown and new_shas:
+        # the references (7 to 40 hex digits) that are prefixes of a new sha, by the ref index
+        for sha in new_shas:
+            prefixes = [sha[:n] for n in range(4, 41)]
+            todo += conn.execute(
+                f"SELECT fix_id, seq, ref FROM links WHERE status = 'unknown'"
+                f" AND ref IN ({','.join('?' * len(prefixes))})", prefixes).fetchall()
     if todo:
-        resolver = ShaResolver(sha for (sha,) in conn.execute("SELECT sha FROM commits"))
-        updates = []
-        for fix_id, seq, ref in todo:
-            status, sha = resolver.resolve(ref)
-            updates.append((status, sha, fix_id, seq))
+        updates = [(*_lookup(conn, ref), fix_id, seq) for fix_id, seq, ref in dict.fromkeys(todo)]
         with store.transaction(conn):
             conn.executemany("UPDATE links SET status=?, culprit_sha=? WHERE fix_id=? AND seq=?", updates)
     total, unresolved = conn.execute(
         "SELECT COUNT(*), SUM(status != 'resolved') FROM links").fetchone()
     return total, unresolved or 0
+
+
+def _new_only(conn: sqlite3.Connection, shas: Sequence[str]) -> list[str]:
+    """The shas not in the index yet, in the order given (a query per chunk, not every sha
+    of the index in memory)."""
+    out: list[str] = []
+    for chunk in _chunks(shas, 500):
+        have = {sha for (sha,) in conn.execute(
+            f"SELECT sha FROM commits WHERE sha IN ({','.join('?' * len(chunk))})", list(chunk))}
+        out += [sha for sha in chunk if sha not in have]
+    return out
+
+
+def fill_generations(conn: sqlite3.Connection) -> int:
+    """Give every commit without one its generation number (see store.SCHEMA).
+
+    The commits of one run were inserted children first, so the newest rows, taken from the
+    highest id down, mostly come after their parents; one whose indexed parent has no number
+    yet waits for the next pass. Returns how many commits were numbered.
+    """
+    done = 0
+    while True:
+        ids = [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE generation = 0 ORDER BY id DESC")]
+        if not ids:
+            return done
+        progressed = 0
+        with store.transaction(conn):
+            for cid in ids:
+                gens = [g for (g,) in conn.execute(
+                    "SELECT c.generation FROM parents p JOIN commits c ON c.sha = p.parent_sha"
+                    " WHERE p.commit_id = ?", (cid,))]
+                if 0 in gens:
+                    continue  # a parent still to number: next pass
+                conn.execute("UPDATE commits SET generation = ? WHERE id = ?", (1 + max(gens, default=0), cid))
+                progressed += 1
+        done += progressed
+        if not progressed:  # cannot happen in a git history (no cycles); never loop forever
+            conn.execute("UPDATE commits SET generation = 1 WHERE generation = 0")
+            return done
+
+
+def _renumber_if_parents_arrived(conn: sqlite3.Connection, new_shas: Sequence[str]) -> bool:
+    """A commit indexed before its parent (shallow boundary, then `git fetch --deepen`):
+    its generation was counted without that parent, so number everything again."""
+    for chunk in _chunks(new_shas, 500):
+        hit = conn.execute(
+            f"SELECT 1 FROM parents p JOIN commits c ON c.id = p.commit_id WHERE c.generation > 0"
+            f" AND p.parent_sha IN ({','.join('?' * len(chunk))}) LIMIT 1", list(chunk)).fetchone()
+        if hit:
+            with store.transaction(conn):
+                conn.execute("UPDATE commits SET generation = 0")
+            return True
+    return False
+
+
+def _forget_deepened(conn: sqlite3.Connection, repo: Repo) -> bool:
+    """Drop the rows of commits indexed at a shallow boundary whose parents the repository now
+    has: recorded without their parents' trees, they are indexed again as new. True if any."""
+    stale = []
+    for cid, sha in conn.execute("SELECT id, sha FROM commits WHERE shallow = 1").fetchall():
+        parents = [p for (p,) in conn.execute("SELECT parent_sha FROM parents WHERE commit_id = ?", (cid,))]
+        if parents and all(repo.has_commit(p) for p in parents):
+            stale.append(cid)
+    if not stale:
+        return False
+    with store.transaction(conn):
+        for table, column in (("parents", "commit_id"), ("changes", "commit_id"), ("links", "fix_id"),
+                              ("touched", "commit_id"), ("commits", "id")):
+            conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(cid,) for cid in stale])
+        conn.execute("UPDATE commits SET generation = 0")  # counted without the parents that arrived
+    return True
+
+
+MAX_TIPS = 256  # tips remembered to hide from the next walk: current ones first
+
+
+def _next_tips(repo: Repo, tips: Sequence[str], done_tips: Sequence[str]) -> list[str]:
+    """The tips to hide next time: these, then earlier ones git still has (a deleted or
+    rewritten branch's old tip drops out once git drops it), at most MAX_TIPS."""
+    out = list(dict.fromkeys(tips))
+    for sha in done_tips:
+        if len(out) >= MAX_TIPS:
+            break
+        if sha not in out and repo.has_commit(sha):
+            out.append(sha)
+    return out
 
 
 def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), graph: bool = True,
@@ -153,8 +273,11 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
         try:
             tips = [repo.resolve(r) for r in revs] if revs else [sha for _, sha in repo.default_tips()]
             done_tips = json.loads(store.get_meta(conn, "tips", "[]"))
-            known = {sha for (sha,) in conn.execute("SELECT sha FROM commits")}
-            todo = [sha for sha in repo.walk(tips, hide=done_tips) if sha not in known]
+            if _forget_deepened(conn, repo):
+                say("the shallow boundary moved (git fetch --deepen/--unshallow): re-reading the commits "
+                    "that were at it, and walking from the tips again")
+                done_tips = []  # the old tips hide the history that just arrived
+            todo = _new_only(conn, list(repo.walk(tips, hide=done_tips)))
             jobs = jobs or min(os.cpu_count() or 1, 8)
             with progress.task("indexing commits", total=len(todo)) as advance:
                 for batch in _record_batches(repo, todo, jobs):
@@ -162,10 +285,18 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                         result.new_commits += _insert(conn, batch)
                     result.unavailable_changes += sum(c[-1] for _, _, changes, _ in batch for c in changes)
                     advance(len(batch))
-            result.links_total, result.links_unresolved = resolve_links(conn)
+            _renumber_if_parents_arrived(conn, todo)
+            fill_generations(conn)
+            missing = 0 if repo.is_shallow else _missing_parents(conn, todo)  # shallow: its own note below
+            if missing:
+                result.notes.append(
+                    f"{missing} parent commit(s) of the new commits are not in the repository (a shallow "
+                    "boundary or grafts): history stops there, as it does for git; `git fetch --unshallow` "
+                    "(or removing the grafts) and `rcahook index` again brings the rest in")
+            result.links_total, result.links_unresolved = resolve_links(conn, todo)
             with store.transaction(conn):
                 # every ancestor of these is indexed now: later walks stop there
-                store.set_meta(conn, "tips", json.dumps(sorted(set(tips) | set(done_tips))))
+                store.set_meta(conn, "tips", json.dumps(_next_tips(repo, tips, done_tips)))
                 store.set_meta(conn, "repo", str(repo.path))
                 store.set_meta(conn, "indexed_at", str(int(time.time())))
             if graph:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rcahook.errors import IndexLockedError, IndexMissingError, PermissionDeniedError, RcahookError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6  # 6: commits.generation (issue 11)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,7 +39,10 @@ CREATE TABLE commits (
     idents_removed TEXT NOT NULL,    -- on - lines
     shallow INTEGER NOT NULL DEFAULT 0,
     code_lines INTEGER NOT NULL DEFAULT 0, -- changed lines that are neither blank nor comments
-    defs_done INTEGER NOT NULL DEFAULT 0   -- touched definitions computed
+    defs_done INTEGER NOT NULL DEFAULT 0,  -- touched definitions computed
+    -- 1 + the largest generation of its parents (1 for a root, or when no parent is indexed):
+    -- a commit reachable from another has a smaller one, so ancestry walks stop early
+    generation INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE parents (
     commit_id INTEGER NOT NULL REFERENCES commits(id),
@@ -69,6 +72,7 @@ CREATE TABLE links (
     PRIMARY KEY (fix_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX links_culprit ON links(culprit_sha);
+CREATE INDEX links_ref ON links(ref);  -- the unresolved references a new commit may now answer
 CREATE TABLE touched (
     commit_id INTEGER NOT NULL REFERENCES commits(id),
     path TEXT NOT NULL, name TEXT NOT NULL, qualname TEXT NOT NULL, kind TEXT NOT NULL,

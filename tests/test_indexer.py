@@ -235,16 +235,20 @@ def test_unknown_references_are_retried_when_new_commits_arrive(repo):
     assert open_history(repo).culprit_of() == {fix: culprit}
 
 
-def test_ambiguous_references_stay_unresolved(repo, monkeypatch):
-    # A real 7-hex collision needs ~2^14 commits; stub the resolver's view of the shas
-    # instead, which is where ambiguity is decided.
-    import rcahook.indexer as indexer
-    from rcahook.links import ShaResolver
-
+def test_ambiguous_references_stay_unresolved(repo):
+    # A real 7-hex collision needs ~2^14 commits: a row with a twin sha, written into the
+    # real index between two runs, stands for the other commit
     culprit = repo.commit("culprit", {"a": "1\n"})
-    repo.commit(f"fix\n\nFixes: {culprit[:7]}\n", {"a": "2\n"})
+    index(repo)
     twin = culprit[:7] + ("0" if culprit[7] != "0" else "1") + "f" * 32
-    monkeypatch.setattr(indexer, "ShaResolver", lambda shas: ShaResolver([*shas, twin]))
+    conn = sqlite3.connect(repo.path / ".git" / "rcahook" / "index.sqlite")
+    conn.execute("INSERT INTO commits (sha, author_name, author_email, author_time, author_offset,"
+                 " committer_name, committer_email, committer_time, committer_offset, subject, body,"
+                 " trailers, n_parents, n_files, added, deleted, idents_added, idents_removed, generation)"
+                 " VALUES (?, 'x', 'x', 0, 0, 'x', 'x', 0, 0, 'twin', '', '[]', 0, 0, 0, 0, '', '', 1)", (twin,))
+    conn.commit()
+    conn.close()
+    repo.commit(f"fix\n\nFixes: {culprit[:7]}\n", {"a": "2\n"})
     result = index(repo)
     assert (result.links_total, result.links_unresolved) == (1, 1)
     assert query(repo, "SELECT status, culprit_sha FROM links") == [("ambiguous", None)]

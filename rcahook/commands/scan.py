@@ -9,6 +9,7 @@ option, a bug, the time budget) prints one line and passes, unless --strict. Wit
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -177,7 +178,13 @@ def _unpushed(r, to_sha: str, remote: str | None) -> tuple[list[str], str]:
     mine = [(n, s) for n, s in refs if remote and n.startswith(f"refs/remotes/{remote}/")]
     chosen = mine or refs
     where = f"{remote}'s branches" if mine else "any remote-tracking branch"
-    return list(r.walk([to_sha], hide=[s for _, s in chosen])), where
+    hide = [s for _, s in chosen]
+    # by time first, which streams: a new branch of a long history (or a clone without any
+    # remote-tracking branch) costs the cap, not the whole history (issue 11)
+    newest = list(itertools.islice(r.walk([to_sha], hide=hide, topological=False), MAX_UNPUSHED + 1))
+    if len(newest) > MAX_UNPUSHED:
+        return newest, where
+    return list(r.walk([to_sha], hide=hide)), where  # few: the usual order, children first
 
 
 def resolve_range(r, *, range_: str | None, from_: str | None, to: str | None, hook: str | None,

@@ -154,7 +154,7 @@ def deployed_at(history: History, scope: DeployScope, shas: list[str]) -> dict[s
     for d in reversed(scope.history):  # oldest first
         if not todo:
             break
-        reach = set(history.rev_list(d.sha, no_merges=False))
+        reach = history.reachable(d.sha, sorted(todo))  # bounded by generation, not the whole history
         for sha in [s for s in todo if s in reach]:
             out[sha] = {"environment": scope.environment, "time": _iso(d.time), "sha": d.sha,
                         "exact": d is not oldest}

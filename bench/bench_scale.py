@@ -1,0 +1,204 @@
+"""Scale figures (issue 11): what rcahook costs as history grows, one table.
+
+    python bench/bench_scale.py REPO [REPO ...] [--graph] [--jobs N] [--read-index 1000000]
+
+Per repository (a throw-away clone under /tmp: nothing is written into REPO), in one run:
+- `git log --all --numstat` against a full `rcahook index --no-graph`, and with --graph the
+  touched-definitions pass and HEAD code graph that `rcahook index` adds (the "graph" run);
+- the database size;
+- an incremental `rcahook index` after one new commit (process start to exit);
+- `rcahook investigate --window 500` (features ranker): wall time and the process's peak RSS;
+- `rcahook scan` of 10 pushed commits, and of a new branch of 100 commits (all zeros base),
+  each after the index is up to date, as the pre-push hook runs it.
+
+--read-index N: also the read path on a synthetic index of N commits (a chain with a merge
+every 20 commits, written straight into SQLite: building it with `rcahook index` would take
+hours on two cores): `History.rev_list(head, max_count=500)` and `is_ancestor` across the
+window, in a fresh process, wall time and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RCAHOOK = [sys.executable, "-m", "rcahook"]
+ZERO = "0" * 40
+
+
+def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) not in (0, 3):  # 3: scan's verdict, a normal outcome
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(clone: Path, n: int, tag: str) -> None:
+    for i in range(n):
+        path = clone / f"bench_scale_{tag}_{i}.c"
+        path.write_text(f"int bench_{tag}_{i}(int x) {{\n    return x + {i};\n}}\n")
+        git(clone, "add", path.name)
+        git(clone, "commit", "-q", "-m", f"bench: {tag} {i}",
+            env={**os.environ, "GIT_AUTHOR_NAME": "B", "GIT_AUTHOR_EMAIL": "b@example.com",
+                 "GIT_COMMITTER_NAME": "B", "GIT_COMMITTER_EMAIL": "b@example.com"})
+
+
+def bench_repo(source: str, *, graph: bool, jobs: int | None) -> dict:
+    name = Path(source).resolve().parent.name if Path(source).name == "repo" else Path(source).name
+    row: dict = {"repo": name}
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        clone = Path(tmp) / "clone"
+        git(Path(tmp), "clone", "-q", str(Path(source).resolve()), str(clone))
+        db = Path(tmp) / "index.sqlite"
+        row["commits"] = int(git(clone, "rev-list", "--all", "--count"))
+        row["git_log"], _ = run(["git", "log", "--all", "--numstat", "--format=%H"], cwd=clone)
+        jobs_flag = ["--jobs", str(jobs)] if jobs else []
+        row["index"], row["index_rss"] = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db),
+                                              "--no-graph", "-q", *jobs_flag])
+        if graph:
+            row["graph"], _ = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q", *jobs_flag])
+        row["db_mib"] = db.stat().st_size / 2**20
+        commit(clone, 1, "one")
+        graph_flag = [] if graph else ["--no-graph"]
+        row["incremental"], _ = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q",
+                                     *graph_flag, *jobs_flag])
+        title = git(clone, "log", "-1", "--skip=40", "--format=%s")
+        row["investigate"], row["investigate_rss"] = run(
+            [*RCAHOOK, "investigate", "--repo", str(clone), "--db", str(db), "--title", f"regression: {title}",
+             "--window", "500", "--format", "json"])
+        before = git(clone, "rev-parse", "HEAD")
+        commit(clone, 10, "ten")
+        run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q", "--no-graph"])
+        row["scan10"], _ = run([*RCAHOOK, "scan", "--repo", str(clone), "--db", str(db),
+                                "--from", before, "--to", "HEAD", "--format", "json"])
+        git(clone, "checkout", "-q", "-b", "bench-new-branch")
+        commit(clone, 100, "branch")
+        row["branch100"], _ = run([*RCAHOOK, "scan", "--repo", str(clone), "--db", str(db),
+                                   "--from", ZERO, "--to", "HEAD", "--format", "json"])
+    return row
+
+
+READ_PROBE = """
+import resource, sys, time
+from pathlib import Path
+from rcahook.history import History
+h = History.open(Path(sys.argv[1]))
+head = h.conn.execute("SELECT sha FROM commits ORDER BY id LIMIT 1").fetchone()[0]
+t = time.perf_counter()
+window = h.rev_list(head, max_count=500)
+walk = time.perf_counter() - t
+t = time.perf_counter()
+assert h.is_ancestor(window[-1], head) and not h.is_ancestor(head, window[-1])
+anc = time.perf_counter() - t
+print(len(window), walk, anc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def synthetic_index(db: Path, n: int) -> None:
+    """A chain of n commits (newest first by id, as `rcahook index` writes them) with a merge
+    of a one-commit side branch every 20 commits."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from rcahook import store
+
+    conn = store.open_index(db)
+    sha = lambda i: f"{i:040x}"  # noqa: E731
+    with store.transaction(conn):
+        rows, parents = [], []
+        for i in range(n):  # i = 0 is the newest
+            merge = i % 20 == 0 and i + 2 < n
+            rows.append((i + 1, sha(i), "a", "a@x", 1_000_000_000 + (n - i) * 60, 0, "a", "a@x",
+                         1_000_000_000 + (n - i) * 60, 0, f"commit {i}", "", "[]", 2 if merge else int(i + 1 < n),
+                         1, 1, 0, "", "", n - i))
+            if i + 1 < n:
+                parents.append((i + 1, 0, sha(i + 1)))
+            if merge:
+                parents.append((i + 1, 1, sha(i + 2)))
+            if len(rows) >= 50_000:
+                conn.executemany("INSERT INTO commits (id, sha, author_name, author_email, author_time,"
+                                 " author_offset, committer_name, committer_email, committer_time,"
+                                 " committer_offset, subject, body, trailers, n_parents, n_files, added,"
+                                 " deleted, idents_added, idents_removed, generation)"
+                                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                conn.executemany("INSERT INTO parents VALUES (?,?,?)", parents)
+                rows, parents = [], []
+        if rows:
+            conn.executemany("INSERT INTO commits (id, sha, author_name, author_email, author_time,"
+                             " author_offset, committer_name, committer_email, committer_time,"
+                             " committer_offset, subject, body, trailers, n_parents, n_files, added,"
+                             " deleted, idents_added, idents_removed, generation)"
+                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO parents VALUES (?,?,?)", parents)
+    conn.close()
+
+
+def bench_read(n: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_scale_read_") as tmp:
+        db = Path(tmp) / "index.sqlite"
+        started = time.perf_counter()
+        synthetic_index(db, n)
+        build = time.perf_counter() - started
+        out = subprocess.run([sys.executable, "-c", READ_PROBE, str(db)], check=True, capture_output=True,
+                             text=True).stdout.split()
+        return {"repo": f"synthetic index {n // 1000}k", "commits": n, "build": build, "window": int(out[0]),
+                "rev_list": float(out[1]), "is_ancestor": float(out[2]), "read_rss": int(out[3]),
+                "db_mib": db.stat().st_size / 2**20}
+
+
+def fmt(value, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[dict], reads: list[dict]) -> str:
+    lines = ["| repository | commits | git log --numstat | index, no graph | graph pass | database |"
+             " incremental (1 commit) | investigate | investigate peak RSS | scan 10 | new branch 100 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["index"] / r["git_log"] if r["git_log"] else 0
+        graph = f"{r['graph']:.1f} s ({(r['index'] + r['graph']) / r['git_log']:.1f}x with)" if "graph" in r else "-"
+        lines.append(
+            f"| {r['repo']} | {r['commits']:,} | {r['git_log']:.1f} s | {r['index']:.1f} s ({ratio:.1f}x) | {graph} |"
+            f" {r['db_mib']:.0f} MiB | {r['incremental']:.2f} s | {r['investigate']:.2f} s |"
+            f" {r['investigate_rss']} MiB | {r['scan10']:.2f} s | {r['branch100']:.2f} s |")
+    if reads:
+        lines += ["", "| read path | commits | rev_list(head, max_count=500) | is_ancestor across it | peak RSS | database |",
+                  "|---|---|---|---|---|---|"]
+        for r in reads:
+            lines.append(f"| {r['repo']} | {r['commits']:,} | {r['rev_list'] * 1000:.0f} ms |"
+                         f" {r['is_ancestor'] * 1000:.0f} ms | {r['read_rss']} MiB | {r['db_mib']:.0f} MiB |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("repos", nargs="*")
+    ap.add_argument("--graph", action="store_true", help="also time the code-graph pass")
+    ap.add_argument("--jobs", type=int)
+    ap.add_argument("--read-index", type=int, action="append", default=[],
+                    help="commits of a synthetic index for the read-path figures (repeatable)")
+    args = ap.parse_args(argv)
+    rows = []
+    for repo in args.repos:
+        rows.append(bench_repo(repo, graph=args.graph, jobs=args.jobs))
+        print(rows[-1], file=sys.stderr, flush=True)
+    reads = [bench_read(n) for n in args.read_index]
+    for r in reads:
+        print(r, file=sys.stderr, flush=True)
+    print(table(rows, reads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
