@@ -63,7 +63,7 @@ def _copy_index(index: Path, cache: Path, name: str) -> Path:
 def _upgrade(conn) -> None:
     """Schema 4 -> 5 in the private copy: 5 only added `changes.unavailable` (a blob missing
     from a partial clone), always 0 in a full mirror, so this equals a rebuild."""
-    from rcahook.store import SCHEMA_VERSION
+    from rcahook.index.store import SCHEMA_VERSION
 
     version = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
     if version == 4 and SCHEMA_VERSION == 5:
@@ -77,10 +77,10 @@ def rank_all(name: str, mirror: str, index: Path, *, cache: Path, track: str, wi
     from rcahook.backtest.mine import mine_investigations
     from rcahook.backtest.run import Replayer, query_for
     from rcahook.codegraph.graph import graph_at
-    from rcahook.confidence import load_calibration, raw_confidence, signals_for
-    from rcahook.gitrepo import Repo
-    from rcahook.history import History
-    from rcahook.scorer import load_weights
+    from rcahook.rca.confidence import load_calibration, raw_confidence, signals_for
+    from rcahook.index.gitrepo import Repo
+    from rcahook.index.reader import History
+    from rcahook.rca.model import load_weights
 
     out = cache / f"{name}-{track}-{window}.jsonl"
     done = set()
@@ -264,7 +264,7 @@ def simulate(name: str, track: str, rows: list[dict], index_path: Path, opts) ->
     import numpy as np
 
     from rcahook.bisect.prior import prior_masses
-    from rcahook.history import History
+    from rcahook.index.reader import History
 
     history = History.open(index_path)
     a, b, c, sizes, excess, seconds = [], [], [], [], [], []

@@ -20,12 +20,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.codegraph import build, graph
 from rcahook.codegraph.grammars import language_for
-from rcahook.codegraph.history import update_touched
-from rcahook.gitrepo import Repo
-from rcahook.indexer import index_repository
+from rcahook.codegraph.touched import update_touched
+from rcahook.index.gitrepo import Repo
+from rcahook.index.indexer import index_repository
 
 
 def _cpu() -> float:

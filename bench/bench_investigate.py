@@ -30,7 +30,7 @@ TARGETS = {"features": 2.0, "election": 60.0, "logprob": 60.0}
 def incidents(repo: str, db: str | None, n: int, window: int) -> list[dict]:
     from rcahook.backtest.mine import mine_investigations
     from rcahook.commands.common import index_path, open_repo
-    from rcahook.history import History
+    from rcahook.index.reader import History
 
     r = open_repo(repo)
     history = History.open(index_path(r, db))

@@ -94,7 +94,7 @@ def bench_repo(source: str, *, graph: bool, jobs: int | None) -> dict:
 READ_PROBE = """
 import resource, sys, time
 from pathlib import Path
-from rcahook.history import History
+from rcahook.index.reader import History
 h = History.open(Path(sys.argv[1]))
 head = h.conn.execute("SELECT sha FROM commits ORDER BY id LIMIT 1").fetchone()[0]
 t = time.perf_counter()
@@ -111,7 +111,7 @@ def synthetic_index(db: Path, n: int) -> None:
     """A chain of n commits (newest first by id, as `rcahook index` writes them) with a merge
     of a one-commit side branch every 20 commits."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rcahook import store
+    from rcahook.index import store
 
     conn = store.open_index(db)
     sha = lambda i: f"{i:040x}"  # noqa: E731

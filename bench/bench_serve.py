@@ -51,9 +51,9 @@ def prepare(mirror: Path, index: Path | None, work: Path) -> Path:
 
 def incidents(clone: Path, n: int) -> list[dict]:
     from rcahook.backtest.mine import mine_investigations
-    from rcahook.gitrepo import Repo
-    from rcahook.history import History
-    from rcahook.store import default_db_path
+    from rcahook.index.gitrepo import Repo
+    from rcahook.index.reader import History
+    from rcahook.index.store import default_db_path
 
     repo = Repo(str(clone))
     history = History.open(default_db_path(repo.common_dir))

@@ -22,19 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.backtest.risk import LABEL_DELAY_DAYS, default_split
 from rcahook.commands.backtest import repository_slug
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.indexer import index_repository
-from rcahook.risk import LEVEL_QUANTILES, build_data, fit_model
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.index.indexer import index_repository
+from rcahook.risk.model import LEVEL_QUANTILES, build_data, fit_model
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "rcahook" / "data" / "default_risk.json"
 
 
 def _touched(db: Path, repo: Repo) -> None:
-    from rcahook.codegraph.history import update_touched
+    from rcahook.codegraph.touched import update_touched
 
     with store.index_lock(db):
         conn = store.open_index(db, create=False)

@@ -13,7 +13,7 @@ investigation titles, dealt as `rcahook backtest --track null --null-titles` dea
 
 - weights, leave-one-repository-out: fit on the others' title and paths examples, test on
   the held-out one; those are the figures to quote for the defaults on a new repository;
-- the confidence (rcahook.confidence), its signals computed for every example under the
+- the confidence (rcahook.rca.confidence), its signals computed for every example under the
   weights that did not see its repository, then leave-one-repository-out again: the mass's
   Platt scaling fitted on two repositories' real incidents (title and paths tracks), the
   evidence gate on their real against their null incidents (a null incident's root cause is
@@ -39,14 +39,14 @@ from rich.table import Table
 
 from rcahook.backtest.mine import mine_investigations
 from rcahook.backtest.run import null_investigations, query_for
-from rcahook.confidence import (SIGNALS_VERSION, Calibration, calibration_document, compute_signals, fit_evidence,
+from rcahook.rca.confidence import (SIGNALS_VERSION, Calibration, calibration_document, compute_signals, fit_evidence,
                                 fit_platt, reliability, word_rarity)
-from rcahook.features import FEATURE_NAMES, normalized_matrix
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.investigate import DEFAULT_MIN_CONFIDENCE
-from rcahook.retrieve import RetrievalConfig, feature_matrix, graph_hints, needs_graph
-from rcahook.scorer import fit, order, softmax
+from rcahook.rca.features import FEATURE_NAMES, normalized_matrix
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.investigate import DEFAULT_MIN_CONFIDENCE
+from rcahook.rca.retrieve import RetrievalConfig, feature_matrix, graph_hints, needs_graph
+from rcahook.rca.model import fit, order, softmax
 from rcahook.text import tokenize
 
 DATA = Path(__file__).resolve().parent.parent / "rcahook" / "data"

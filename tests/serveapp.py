@@ -5,11 +5,11 @@ import json
 import types
 from pathlib import Path
 
-from rcahook import feedback as fb
-from rcahook import store
+from rcahook.rca import feedback as fb
+from rcahook.index import store
 from rcahook.demo import generate
-from rcahook.gitrepo import Repo
-from rcahook.indexer import index_repository
+from rcahook.index.gitrepo import Repo
+from rcahook.index.indexer import index_repository
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.cli import main
 
 

@@ -12,7 +12,7 @@ import pytest
 from clirun import rcahook
 
 from rcahook.demo import generate
-from rcahook.report import JSON_SCHEMA, SCHEMA_VERSION
+from rcahook.rca.report import JSON_SCHEMA, SCHEMA_VERSION
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -266,7 +266,7 @@ def test_an_unwritable_state_database_costs_the_id_not_the_report(demo, monkeypa
     def refuse(path, **kw):
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
-    monkeypatch.setattr("rcahook.feedback.open_state", refuse)
+    monkeypatch.setattr("rcahook.rca.feedback.open_state", refuse)
     result = investigate(demo, "--format", "json")
     doc = as_json(result)
     assert doc["id"] is None and "could not save" in result.err

@@ -4,12 +4,12 @@ import textwrap
 
 import pytest
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.codegraph import build, graph as graph_module
 from rcahook.codegraph.build import graph_files_at, update_graph
 from rcahook.codegraph.graph import CodeGraph, graph_at, load_graph
 from rcahook.codegraph.parse import parse_source
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 
 
 def _src(text: str) -> str:

@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.codegraph import build
-from rcahook.codegraph.history import update_touched
+from rcahook.codegraph.touched import update_touched
 from rcahook.codegraph.parse import _hunk_edits, parse_source
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.indexer import index_repository
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.index.indexer import index_repository
 
 
 def _src(text: str) -> str:
@@ -296,7 +296,7 @@ def test_parallel_workers_give_the_same_rows(repo, monkeypatch):
     conn.execute("DELETE FROM touched")
     conn.execute("DELETE FROM blob_parse")
     conn.execute("UPDATE commits SET defs_done=0")
-    monkeypatch.setattr("rcahook.codegraph.history.PARALLEL_MIN_BLOBS", 0)  # workers even for this little
+    monkeypatch.setattr("rcahook.codegraph.touched.PARALLEL_MIN_BLOBS", 0)  # workers even for this little
     update_touched(conn, Repo(repo.path), jobs=2)
     assert sorted(conn.execute("SELECT * FROM touched")) == rows
     conn.close()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rcahook.codeowners import (
+from rcahook.index.codeowners import (
     CODEOWNERS_LOCATIONS,
     CodeOwners,
     Rule,

@@ -7,11 +7,11 @@ import json
 import pytest
 from clirun import rcahook
 
-from rcahook.confidence import (CALIBRATION_VERSION, INPUTS, Calibration, Signals, calibration_document,
+from rcahook.rca.confidence import (CALIBRATION_VERSION, INPUTS, Calibration, Signals, calibration_document,
                                 fit_evidence, fit_platt, load_calibration, shipped_calibration)
 from rcahook.demo import generate
 from rcahook.errors import ConfigError
-from rcahook.investigate import DEFAULT_MIN_CONFIDENCE
+from rcahook.rca.investigate import DEFAULT_MIN_CONFIDENCE
 
 
 @pytest.fixture(scope="module")

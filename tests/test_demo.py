@@ -10,11 +10,11 @@ from clirun import rcahook
 
 from rcahook.config import load_config
 from rcahook.demo import generate
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.incident import load_incident
-from rcahook.report import JSON_SCHEMA
-from rcahook.stacktrace import map_frames, parse_stack_trace
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.incident import load_incident
+from rcahook.rca.report import JSON_SCHEMA
+from rcahook.rca.stacktrace import map_frames, parse_stack_trace
 
 
 def git(repo, *args: str) -> str:

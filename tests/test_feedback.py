@@ -11,7 +11,7 @@ import types
 import pytest
 from clirun import rcahook
 
-from rcahook import feedback as fb
+from rcahook.rca import feedback as fb
 from rcahook.errors import BadInputError, NotFoundError
 
 CANDIDATES = [f"{i:x}" * 40 for i in range(1, 7)]  # "111...1", "222...2", ...
@@ -102,7 +102,7 @@ def test_bad_verdicts(state):
 
 CRASH = """
 import os, sys
-from rcahook import feedback as fb
+from rcahook.rca import feedback as fb
 from pathlib import Path
 conn = fb.open_state(Path(sys.argv[1]))
 conn.execute("BEGIN IMMEDIATE")

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from rcahook.errors import EmptyRepositoryError, NotARepositoryError, UnknownRevisionError
-from rcahook.gitrepo import Repo, decode_path, decode_text, parse_trailers, split_message
+from rcahook.index.gitrepo import Repo, decode_path, decode_text, parse_trailers, split_message
 
 
 # -- messages ------------------------------------------------------------------------------------

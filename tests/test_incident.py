@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rcahook.errors import BadInputError
-from rcahook.incident import (
+from rcahook.rca.incident import (
     Incident,
     incident_from_mapping,
     load_incident,
@@ -294,7 +294,7 @@ def test_examples_in_the_docs_load(tmp_path):
 
 
 def test_huge_stack_trace_field_is_capped_at_both_ends():
-    from rcahook.stacktrace import MAX_TRACE_CHARS, left_out
+    from rcahook.rca.stacktrace import MAX_TRACE_CHARS, left_out
 
     lines = ["Traceback (most recent call last):"] + [f'  File "x{i}.py", line {i}, in f{i}' for i in range(120_000)]
     incident = incident_from_mapping({"title": "t", "stack_trace": lines + ["ValueError: boom"]})

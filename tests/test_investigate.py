@@ -10,13 +10,13 @@ import pytest
 
 from rcahook.config import Config, parse_config
 from rcahook.errors import BadInputError, EmptySearchSpaceError, NotFoundError, UnknownRevisionError
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.incident import Incident
-from rcahook.indexer import index_repository
-from rcahook.investigate import Options, _simple_name, investigate, options_from
-from rcahook.reasons import human_age, relative_age
-from rcahook.report import to_json
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.incident import Incident
+from rcahook.index.indexer import index_repository
+from rcahook.rca.investigate import Options, _simple_name, investigate, options_from
+from rcahook.rca.reasons import human_age, relative_age
+from rcahook.rca.report import to_json
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
 INCIDENT_TIME = T0 + timedelta(days=5)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rcahook.links import LinkRef, ShaResolver, find_references
+from rcahook.index.links import LinkRef, ShaResolver, find_references
 
 A = "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0"
 

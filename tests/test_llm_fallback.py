@@ -16,7 +16,7 @@ from rcahook.demo import generate
 from rcahook.errors import BadInputError, ModelServerError
 from rcahook.llm.prompt import ANSWER_PREFIX, Prompt
 from rcahook.llm.remote import RemoteBackend
-from rcahook.report import JSON_SCHEMA
+from rcahook.rca.report import JSON_SCHEMA
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -4,10 +4,10 @@ import subprocess
 
 import pytest
 
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.indexer import index_repository
-from rcahook.owners import (DEFAULT_WEIGHTING, OwnershipModel, Weighting, codeowners_for, history_owners,
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.index.indexer import index_repository
+from rcahook.index.owners import (DEFAULT_WEIGHTING, OwnershipModel, Weighting, codeowners_for, history_owners,
                             normalize_path)
 
 DAY = 86400

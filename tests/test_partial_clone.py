@@ -11,7 +11,7 @@ import pytest
 from clirun import rcahook
 
 from rcahook.errors import RcahookError, RepositoryReadError
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 
 LIMIT = 1024  # --filter=blob:limit=1k
 
@@ -133,7 +133,7 @@ def test_many_commits_go_through_worker_processes(make_repo, tmp_path):
 
 def test_worker_errors_cross_back_as_plain_errors(history):
     from rcahook.codegraph.build import _plain_errors
-    from rcahook.indexer import _worker_rows
+    from rcahook.index.indexer import _worker_rows
 
     src, _, _ = history
     with pytest.raises(RcahookError) as caught:

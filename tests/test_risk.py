@@ -7,11 +7,11 @@ import pytest
 
 import riskrepo as rr
 from rcahook.errors import ConfigError
-from rcahook.history import History
-from rcahook.risk import (RISK_FEATURES, Decayed, RiskModel, build_data, default_risk_model, fit_logistic, fit_model,
+from rcahook.index.reader import History
+from rcahook.risk.model import (RISK_FEATURES, Decayed, RiskModel, build_data, default_risk_model, fit_logistic, fit_model,
                           fit_risk, hand_set_model, load_risk_model)
-from rcahook.scan import assess, load_state
-from rcahook.store import default_db_path
+from rcahook.risk.scan import assess, load_state
+from rcahook.index.store import default_db_path
 
 
 @pytest.fixture

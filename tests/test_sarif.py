@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 import riskrepo as rr
 from rcahook.cli import cli
-from rcahook.risk import hand_set_model
-from rcahook.sarif import FINGERPRINT_KEY, RULE_ID, to_sarif
-from rcahook.scan import CommitRisk, Location, Reason
+from rcahook.risk.model import hand_set_model
+from rcahook.risk.sarif import FINGERPRINT_KEY, RULE_ID, to_sarif
+from rcahook.risk.scan import CommitRisk, Location, Reason
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -84,7 +84,7 @@ def test_scan_sarif_output_validates(repo, tmp_path):
 
 @pytest.mark.parametrize("failed", [True, False])
 def test_document_without_results_validates(failed):
-    from rcahook.sarif import without_results
+    from rcahook.risk.sarif import without_results
 
     doc = without_results("no rcahook index at /x; run `rcahook index` first", kind="IndexMissingError",
                           failed=failed)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from rcahook import history as history_module
-from rcahook import indexer as indexer_module
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.indexer import index_repository
+from rcahook.index import reader as history_module
+from rcahook.index import indexer as indexer_module
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.index.indexer import index_repository
 
 ROOT = Path(__file__).resolve().parent.parent
 

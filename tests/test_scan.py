@@ -13,7 +13,7 @@ import riskrepo as rr
 from rcahook.cli import cli
 from rcahook.commands.scan import MAX_UNPUSHED, ZERO, skip_reason
 from rcahook.hook_entry import EXIT_VERDICT
-from rcahook.store import default_db_path
+from rcahook.index.store import default_db_path
 
 
 @pytest.fixture
@@ -163,12 +163,12 @@ def test_time_budget_overrun_passes(project, monkeypatch):
 def test_internal_error_passes_unless_strict(project, monkeypatch):
     repo, _ = project
     rr.risky_commit(repo)
-    import rcahook.scan
+    import rcahook.risk.scan
 
     def boom(*args, **kwargs):
         raise ZeroDivisionError("planted")
 
-    monkeypatch.setattr(rcahook.scan, "assess", boom)
+    monkeypatch.setattr(rcahook.risk.scan, "assess", boom)
     result = scan(repo, "--fail-above", "0.0001")
     assert result.exit_code == 0
     assert "internal error ZeroDivisionError: planted" in result.output
@@ -207,7 +207,7 @@ def test_hook_path_imports_no_heavy_libraries(project):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=rr.hook_env())
     assert out.returncode == 0, out.stderr
     modules = set(json.loads(out.stdout.split("MODULES", 1)[1]))
-    assert "rcahook.risk" in modules  # the scan did run
+    assert "rcahook.risk.model" in modules  # the scan did run
     heavy = {"torch", "transformers", "sklearn", "matplotlib", "peft", "scipy"}
     assert not heavy & {m.split(".")[0] for m in modules}
 
@@ -319,9 +319,9 @@ def test_foreign_or_old_state_is_rebuilt(project, tamper, said):
 
 
 def test_state_parts_round_trip(project):
-    from rcahook.history import History
-    from rcahook.risk import RISK_FEATURES, RiskHistory, load_facts
-    from rcahook.scan import history_state
+    from rcahook.index.reader import History
+    from rcahook.risk.model import RISK_FEATURES, RiskHistory, load_facts
+    from rcahook.risk.scan import history_state
 
     repo, _ = project
     history = History.open(default_db_path(repo.path / ".git"))
@@ -339,7 +339,7 @@ def test_state_parts_round_trip(project):
 
 def test_read_only_index_still_scans_and_says_so_once(project):
     """A connection that cannot write (as on a read-only repository): computed, used, not saved."""
-    from rcahook.scan import NOT_SAVED, history_state, load_state
+    from rcahook.risk.scan import NOT_SAVED, history_state, load_state
 
     repo, _ = project
     db = default_db_path(repo.path / ".git")

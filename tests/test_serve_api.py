@@ -13,8 +13,8 @@ import pytest
 from clirun import rcahook
 from serveapp import TOKEN, client, indexed_demo, service, verdicts_in_store
 
-from rcahook import feedback as fb
-from rcahook.report import JSON_SCHEMA
+from rcahook.rca import feedback as fb
+from rcahook.rca.report import JSON_SCHEMA
 
 pytest.importorskip("fastapi", reason="the serve extra is part of `make setup`")
 
@@ -239,7 +239,7 @@ def test_pages_send_a_csp_and_escape_untrusted_text(make_repo):
 
 
 def test_the_operator_alone_chooses_the_model_server(demo, monkeypatch, tmp_path):
-    from rcahook.gitrepo import Repo
+    from rcahook.index.gitrepo import Repo
     from rcahook.serve.repos import operator_config
 
     (demo.path / ".rcahook.toml").write_text(  # top-level keys before the [services] table

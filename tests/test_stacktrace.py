@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from rcahook.stacktrace import Frame, RepoPathIndex, map_frames, parse_stack_trace
+from rcahook.rca.stacktrace import Frame, RepoPathIndex, map_frames, parse_stack_trace
 
 # All traces below were written for these tests; paths and names are invented.
 
@@ -532,7 +532,7 @@ def _deep_python(frames: int) -> str:
 
 
 def test_parse_capped_keeps_the_crash_site_and_the_entry():
-    from rcahook.stacktrace import MAX_FRAMES, OUTER_FRAMES, parse_capped
+    from rcahook.rca.stacktrace import MAX_FRAMES, OUTER_FRAMES, parse_capped
 
     trace = parse_capped(_deep_python(1000))
     assert trace.found == 1000 and len(trace.frames) == MAX_FRAMES and trace.frames_dropped == 800
@@ -545,7 +545,7 @@ def test_parse_capped_keeps_the_crash_site_and_the_entry():
 
 
 def test_short_trace_is_kept_whole():
-    from rcahook.stacktrace import parse_capped
+    from rcahook.rca.stacktrace import parse_capped
 
     trace = parse_capped(PYTHON)
     assert trace.text == PYTHON and trace.frames_dropped == 0 and trace.chars_left_out == 0
@@ -559,7 +559,7 @@ def _without_cut_lines(text: str) -> str:
 def test_cut_text_says_what_was_left_out_and_is_stable():
     import io
 
-    from rcahook.stacktrace import cut_middle, left_out, parse_capped, read_capped
+    from rcahook.rca.stacktrace import cut_middle, left_out, parse_capped, read_capped
 
     text = _deep_python(60_000)  # about 5 MB
     kept = cut_middle(text, 40_000)

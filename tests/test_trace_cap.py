@@ -9,7 +9,7 @@ import pytest
 from clirun import rcahook
 
 from rcahook.demo import generate
-from rcahook.stacktrace import KEPT_TRACE_CHARS, MAX_FRAMES
+from rcahook.rca.stacktrace import KEPT_TRACE_CHARS, MAX_FRAMES
 
 SMALL = 200_000  # bytes: what a report or a saved investigation may take, whatever was pasted
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rcahook.cli import main
-from rcahook.gitrepo import Repo
-from rcahook.history import History
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
 from rcahook.train import data as td
 
 from test_train_data import CUT_AFTER, PAIRS, planted_history, shared_cache
@@ -108,9 +108,9 @@ def test_the_whole_pipeline_on_a_tiny_llama(widget, tmp_path, tiny_llama, capsys
     assert "| logprob | trained |" in (out / "MODEL_CARD.md").read_text()
 
     # it loads into investigate's backend and ranks
-    from rcahook.features import Query
+    from rcahook.rca.features import Query
     from rcahook.llm.backend import load_backend
-    from rcahook.ranking import RankerSpec, rank
+    from rcahook.rca.ranking import RankerSpec, rank
 
     backend = load_backend(str(out))
     assert isinstance(backend.model, peft.PeftModel) and backend.name.endswith("+model")
@@ -178,7 +178,7 @@ def test_features_only_fits_the_scorers_and_nothing_else(widget, tmp_path):
     assert (out / "weights.json").is_file() and not (out / "rcahook_model.json").exists()
     # the backtest measures learned weights only after their cut-off
     from rcahook.backtest.run import describe_weights
-    from rcahook.scorer import Weights
+    from rcahook.rca.model import Weights
 
     assert describe_weights(Weights.load(tmp_path / "ix" / "weights.json"),
                             tmp_path / "ix" / "weights.json").cutoff_time == info["cutoff_time"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from rcahook.cli import main
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.indexer import index_repository
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.index.indexer import index_repository
 from rcahook.llm.prompt import ANSWER_PREFIX, parse_labels
 from rcahook.train import data as td
 from rcahook.train.card import DataConfig
@@ -160,7 +160,7 @@ def test_train_data_writes_the_three_formats(planted, tmp_path, embedded_tokeniz
 def test_prompts_are_the_election_rankers(planted, tmp_path, embedded_tokenizer):
     """An SFT prompt is what build_prompt makes for the same incident, candidates and labels."""
     from rcahook.llm.prompt import IncidentView, build_prompt
-    from rcahook.ranking import RankerSpec, _candidate_views
+    from rcahook.rca.ranking import RankerSpec, _candidate_views
 
     repo, c = planted
     history = index(repo, tmp_path / "ix.sqlite")
@@ -226,7 +226,7 @@ def test_edited_rows_after_the_cutoff_are_dropped_on_read(planted, tmp_path):
 
 
 def test_feedback_verdicts_become_examples_before_the_cutoff(planted, tmp_path, embedded_tokenizer):
-    from rcahook import feedback as fb
+    from rcahook.rca import feedback as fb
 
     repo, c = planted
     history = index(repo, tmp_path / "ix.sqlite")

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
-from rcahook.confidence import load_calibration
-from rcahook.features import FEATURE_NAMES
+from rcahook.rca.confidence import load_calibration
+from rcahook.rca.features import FEATURE_NAMES
 from rcahook.train.scorers import MIN_CALIBRATION, Fitted, fit_calibration, save_scorers
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from clirun import rcahook
 
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 
 INCIDENT = ("--title", "parser drops the last token", "--window", "10")  # the commits are from 2024
 

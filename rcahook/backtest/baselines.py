@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rcahook.history import CommitView, History
+from rcahook.index.reader import CommitView, History
 from rcahook.text import BM25, tokenize
 
 BASELINES = ("random", "recency", "bm25", "path-overlap")

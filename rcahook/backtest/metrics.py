@@ -27,7 +27,7 @@ class Outcome:
     seconds: float = 0.0
     raw: float | None = None  # model probability mass on the top five (features rankers)
     confidence: float | None = None  # raw, calibrated
-    signals: dict | None = None  # rcahook.confidence.Signals as JSON (features rankers)
+    signals: dict | None = None  # rcahook.rca.confidence.Signals as JSON (features rankers)
 
     def hit(self, k: int = HIT_K) -> bool:
         return self.rank is not None and self.rank <= k

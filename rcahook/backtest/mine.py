@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rcahook.history import History
+from rcahook.index.reader import History
 from rcahook.text import strip_incident_title
 
 PROTOCOL_VERSION = 1

@@ -9,16 +9,16 @@ from rcahook.backtest.metrics import (HIT_K, abstention_table, coverage_curve, r
                                       summarize, threshold_for_precision)
 from rcahook.backtest.mine import PROTOCOL_VERSION
 from rcahook.backtest.run import FEATURE_RANKERS, BacktestResult
-from rcahook.confidence import Calibration, Signals, fit_platt, load_calibration, reliability
+from rcahook.rca.confidence import Calibration, Signals, fit_platt, load_calibration, reliability
 from rcahook.errors import BadInputError
-from rcahook.retrieve import RetrievalConfig
+from rcahook.rca.retrieve import RetrievalConfig
 from rcahook.untrusted import md_text, term_text
 
 SCHEMA = "rcahook.backtest/1"
 
 
 def default_min_confidence() -> float:
-    from rcahook.investigate import DEFAULT_MIN_CONFIDENCE
+    from rcahook.rca.investigate import DEFAULT_MIN_CONFIDENCE
 
     return DEFAULT_MIN_CONFIDENCE
 

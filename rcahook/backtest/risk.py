@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from rcahook.errors import BadInputError, ConfigError, NotFoundError
-from rcahook.history import History
-from rcahook.risk import RiskData, build_data, default_risk_model, fit_risk
+from rcahook.index.reader import History
+from rcahook.risk.model import RiskData, build_data, default_risk_model, fit_risk
 from rcahook.untrusted import md_text, term_text
 
 SCHEMA = "rcahook.backtest.risk/1"
@@ -108,7 +108,7 @@ def default_split(times: np.ndarray, end: int) -> int:
 def _parse_split(split: str | int | None) -> int | None:
     if split is None or isinstance(split, int):
         return split
-    from rcahook.incident import parse_time
+    from rcahook.rca.incident import parse_time
 
     return int(parse_time(split).timestamp())
 

@@ -1,7 +1,7 @@
 """Replay mined investigations with only what protocol v1 lets a ranker see, and record
 one outcome per (investigation, ranker) in a resumable JSONL results file.
 
-Every ranker goes through `rcahook.ranking.rank`, the function `investigate` calls, with
+Every ranker goes through `rcahook.rca.ranking.rank`, the function `investigate` calls, with
 the window as the search space and F^ as the revision: the retriever's history models
 (word/file associations, earlier culprit links, ownership) are built from commits
 reachable from F^ only, so nothing after F^ leaks in.
@@ -11,24 +11,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rcahook.index import store
 from rcahook.backtest.baselines import BaselineRanker
 from rcahook.backtest.metrics import Outcome
 from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation, mine_investigations
-from rcahook.confidence import SIGNALS_VERSION, raw_confidence, signals_for
+from rcahook.rca.confidence import SIGNALS_VERSION, raw_confidence, signals_for
 from rcahook.errors import BadInputError, ConfigError, ModelAnswerError
-from rcahook.features import GraphHints, Query
-from rcahook.history import History
+from rcahook.rca.features import GraphHints, Query
+from rcahook.index.reader import History
 from rcahook.progress import Progress
-from rcahook.ranking import Ranking, RankerSpec, rank
-from rcahook.retrieve import graph_hints, needs_graph
-from rcahook.scorer import WEIGHTS_FILE, Weights, default_weights, load_weights
+from rcahook.rca.ranking import Ranking, RankerSpec, rank
+from rcahook.rca.retrieve import graph_hints, needs_graph
+from rcahook.rca.model import WEIGHTS_FILE, Weights, default_weights, load_weights
 
 FEATURE_RANKERS = ("features", "features-default")
 LLM_RANKERS = ("election", "logprob")
@@ -368,8 +371,49 @@ def _evaluated(history: History, mined: list[Investigation], *, rankers: Sequenc
     return mined, notes
 
 
+_worker: tuple[Replayer, Sequence[str]] | None = None  # set before the pool forks
+
+
+def _worker_start(db_path: str) -> None:
+    """In a forked worker: a connection of its own (one must never cross a fork); every
+    reference to the History, the code-graph callback's included, sees it."""
+    assert _worker is not None
+    history = _worker[0].history
+    history.conn = store.open_index(Path(db_path), create=False)
+    history.forget()
+
+
+def _worker_outcomes(job: tuple[Investigation, tuple[str, ...]]) -> dict[str, Outcome]:
+    assert _worker is not None
+    inv, rankers = job
+    return {ranker: _worker[0].outcome(inv, ranker) for ranker in rankers}
+
+
+def _replay(replayer: Replayer, investigations: Sequence[Investigation], stored: Sequence[str],
+            done: dict, *, jobs: int) -> Iterator[tuple[Investigation, dict[str, Outcome]]]:
+    """Each investigation with the outcomes still to compute, in order whatever `jobs`: an
+    outcome depends on its investigation alone, so N worker processes give what one does."""
+    work = [(inv, tuple(r for r in stored if (inv.fix, r) not in done)) for inv in investigations]
+    todo = [job for job in work if job[1]]
+    if jobs <= 1 or len(todo) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for inv, rankers in work:
+            yield inv, {ranker: replayer.outcome(inv, ranker) for ranker in rankers}
+        return
+    global _worker
+    _worker = (replayer, stored)
+    db_path = replayer.history.conn.execute("PRAGMA database_list").fetchone()[2]
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_worker_start, initargs=(db_path,)) as pool:
+            computed = pool.map(_worker_outcomes, todo, chunksize=4)
+            for inv, rankers in work:
+                yield inv, next(computed) if rankers else {}
+    finally:
+        _worker = None
+
+
 def run_backtest(history: History, *, repository: str, head: str, settings: Settings,
-                 index_dir: Path | None, output: Path, resume: bool = False,
+                 index_dir: Path | None, output: Path, resume: bool = False, jobs: int = 1,
                  null_titles: Sequence[str] | None = None,
                  diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
                  load_backend: Callable[[], object] | None = None,
@@ -404,17 +448,19 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
     outcomes: dict[str, list[Outcome]] = {r: [] for r in stored}
     reused = 0
     progress = progress or Progress(enabled=False)
+    if set(stored) & set(LLM_RANKERS):
+        jobs = 1  # one model (or server) and its fallbacks notes: replayed in this process
     with results.open(resume=resume) as f, progress.task(f"backtest ({len(investigations)} investigations)",
                                                          total=len(investigations)) as advance:
-        for inv in investigations:
+        for inv, computed in _replay(replayer, investigations, stored, results.done, jobs=jobs):
             for ranker in stored:
-                o = results.done.get((inv.fix, ranker))
+                o = computed.get(ranker)
                 if o is None:
-                    o = replayer.outcome(inv, ranker)
+                    o = results.done[(inv.fix, ranker)]
+                    reused += 1
+                else:
                     f.write(outcome_line(o) + "\n")
                     f.flush()
-                else:
-                    reused += 1
                 outcomes[ranker].append(o)
             advance(1)
     for ranker, reasons in replayer.fallbacks.items():

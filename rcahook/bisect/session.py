@@ -19,9 +19,9 @@ from rcahook.bisect.space import Space, build_space
 from rcahook.bisect.suspects import Suspects, record_culprit
 from rcahook.bisect.worktree import scratch_root, scratch_worktree
 from rcahook.errors import BadInputError, NotFoundError, RcahookError
-from rcahook.feedback import iso
-from rcahook.gitrepo import Repo, status_porcelain
-from rcahook.history import History
+from rcahook.rca.feedback import iso
+from rcahook.index.gitrepo import Repo, status_porcelain
+from rcahook.index.reader import History
 
 
 @dataclass

@@ -99,7 +99,7 @@ def range_commits(bad: str, goods: Iterable[str], parents: Callable[[str], Seque
 def git_order(commits: set[str], bad: str, parents: Callable[[str], Sequence[str]],
               commit_time: Callable[[str], int]) -> list[str]:
     """`git rev-list` order over `commits`: newest committer date first, a commit's parents
-    queued once it is shown (what rcahook.history.History.rev_list does for the window)."""
+    queued once it is shown (what rcahook.index.reader.History.rev_list does for the window)."""
     tick = itertools.count()
     queue = [(-commit_time(bad), next(tick), bad)] if bad in commits else []
     seen = {bad}

@@ -1,6 +1,6 @@
 """What a bisection starts from: the investigation's search space and the ranking's belief.
 
-Either a live investigation (rcahook.investigate.investigate, the very call `rcahook
+Either a live investigation (rcahook.rca.investigate.investigate, the very call `rcahook
 investigate` makes, saved the same way so the culprit can be recorded against it), or a
 saved one (`--investigation ID`): its ranked candidates are in the state database and its
 search space is recomputed from its incident, at its revision.
@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rcahook import feedback
+from rcahook.rca import feedback
 from rcahook.errors import BadInputError, RcahookError
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.incident import incident_from_mapping
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.incident import incident_from_mapping
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Suspects:
 
 
 def from_result(result, inv_id: str | None) -> Suspects:
-    """From an rcahook.investigate.Result."""
+    """From an rcahook.rca.investigate.Result."""
     space = result.space
     return Suspects(space.at, list(space.shas), [(c.sha, c.probability) for c in result.ranking.candidates],
                     result.incident.title, inv_id, space.window,
@@ -43,7 +43,7 @@ def from_result(result, inv_id: str | None) -> Suspects:
 
 def from_saved(history: History, common_dir: Path, inv_id: str) -> Suspects:
     """From an investigation saved by `rcahook investigate` (or an earlier bisect)."""
-    from rcahook.investigate import epoch, window_for
+    from rcahook.rca.investigate import epoch, window_for
 
     conn = feedback.open_state(feedback.state_path(common_dir), create=False)
     try:
@@ -63,7 +63,7 @@ def from_saved(history: History, common_dir: Path, inv_id: str) -> Suspects:
 def save(repo: Repo, result, *, say) -> str | None:
     """Save a live investigation for feedback, as `rcahook investigate` does; a state database
     that cannot be written costs the id (and the recorded verdict), not the bisection."""
-    from rcahook import report
+    from rcahook.rca import report
 
     created = int(time.time())
     doc = report.to_json(result, inv_id=None, created=created)

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rcahook import gitrepo
+from rcahook.index import gitrepo
 from rcahook.bisect.plan import BAD, GOOD, SKIP
 from rcahook.bisect.run import RunResult, command_env, run_command
 from rcahook.bisect.worktree import scratch_worktree
 from rcahook.errors import BadInputError, BisectError
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 
 FIXED, NOT_FIXED, DOES_NOT_APPLY, UNDECIDED = "fixed", "not-fixed", "does-not-apply", "undecided"
 EXIT_CODES = {FIXED: 0, NOT_FIXED: 1, DOES_NOT_APPLY: 3, UNDECIDED: 3}

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rcahook import gitrepo, store
+from rcahook.index import gitrepo, store
 from rcahook.errors import PermissionDeniedError
 
 SCRATCH_DIR = "bisect"

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.codegraph.grammars import language_for
 from rcahook.errors import RcahookError, RepositoryReadError
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 from rcahook.progress import Progress
 
 if TYPE_CHECKING:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import networkx as nx
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.codegraph.build import unpack_parse
 from rcahook.codegraph.imports import PathSet, resolve_import
 
 if TYPE_CHECKING:
     from rcahook.codegraph.parse import ParsedFile
-    from rcahook.gitrepo import Repo
+    from rcahook.index.gitrepo import Repo
 
 # More candidates than this at the best tier: the call is ambiguous (`init`, `main`, `get`),
 # and an edge to each would make everything near everything.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rcahook.commands.common import index_path, open_history, open_repo, print_json, say
 from rcahook.errors import BadInputError, NotFoundError
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 from rcahook.progress import Progress
 
 

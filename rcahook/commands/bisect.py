@@ -64,7 +64,7 @@ def _investigate(r, history, db, incident, *, ranker: str | None, save: bool):
     """`rcahook investigate`'s own call, saved as it saves (for the culprit's feedback)."""
     from rcahook.bisect import suspects as sus
     from rcahook.config import load_config
-    from rcahook.investigate import investigate, options_from
+    from rcahook.rca.investigate import investigate, options_from
 
     config = load_config(r.workdir, read_head=lambda name: r.read_path(incident.at or "HEAD", name),
                          git_dir=r.git_dir)

@@ -5,11 +5,11 @@ import json
 import sys
 from pathlib import Path
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.errors import BadInputError
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.incident import Incident, load_incident, merge, parse_duration, parse_time
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.incident import Incident, load_incident, merge, parse_duration, parse_time
 from rcahook.progress import Progress
 
 
@@ -35,7 +35,7 @@ def open_history(repo: Repo, db: str | None, *, update: bool = False, graph: boo
     """
     path = index_path(repo, db)
     if update and store.write_problem(path) is None:
-        from rcahook.indexer import index_repository
+        from rcahook.index.indexer import index_repository
         index_repository(repo, path, graph=graph, progress=Progress(enabled=None if not quiet else False),
                          say=say)
     return History.open(path)
@@ -44,7 +44,7 @@ def open_history(repo: Repo, db: str | None, *, update: bool = False, graph: boo
 def note_read_only(repo: Repo, db: str | None, *, index_not_updated: bool, saving: bool) -> bool:
     """One note for all that a read-only repository costs an investigation; returns whether
     the investigation can be saved (its state database is writable)."""
-    from rcahook import feedback
+    from rcahook.rca import feedback
 
     lost = []
     problem = store.write_problem(index_path(repo, db)) if index_not_updated else None
@@ -92,13 +92,13 @@ def incident_from_flags(incident_file: str | None, *, title: str | None, descrip
 
 
 def _read_trace(source: str) -> str:
-    from rcahook.stacktrace import read_capped
+    from rcahook.rca.stacktrace import read_capped
 
     if source == "-":
         return read_capped(sys.stdin)
     try:
         with open(source, encoding="utf-8", errors="replace") as f:
-            return read_capped(f)  # a few MB at most: see rcahook.stacktrace.MAX_TRACE_CHARS
+            return read_capped(f)  # a few MB at most: see rcahook.rca.stacktrace.MAX_TRACE_CHARS
     except OSError as e:
         raise BadInputError(f"--stack-trace {source}: cannot read it ({e.strerror}); pass a file with the "
                             "trace, or - to read it from stdin") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time as _time
 
-from rcahook import feedback as fb
+from rcahook.rca import feedback as fb
 from rcahook.commands.common import open_repo, print_json
 
 
@@ -18,7 +18,7 @@ def run(*, action: str, repo: str, environment: str | None, sha: str | None = No
         full = r.resolve(sha or "HEAD")
         when = int(_time.time())
         if time_:
-            from rcahook.incident import parse_time
+            from rcahook.rca.incident import parse_time
 
             when = int(parse_time(time_).timestamp())
         conn = fb.open_state(path)

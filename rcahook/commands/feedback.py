@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rcahook import feedback as fb
-from rcahook import store
+from rcahook.rca import feedback as fb
+from rcahook.index import store
 from rcahook.commands.common import index_path, open_repo, say
 from rcahook.errors import BadInputError, IndexMissingError, NotFoundError, PermissionDeniedError, RcahookError
-from rcahook.gitrepo import Repo
+from rcahook.index.gitrepo import Repo
 from rcahook.untrusted import term_text
 
 
@@ -54,7 +54,7 @@ def run(*, investigation_id: str | None, root_cause: str | None, not_: tuple[str
 
 def _resolve(r: Repo, db: str | None, given: str) -> str:
     """A full sha for what the responder typed: the index first, then git itself."""
-    from rcahook.history import History
+    from rcahook.index.reader import History
 
     try:
         history = History.open(index_path(r, db))

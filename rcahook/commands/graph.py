@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import BadInputError, IndexMissingError, NotFoundError
 from rcahook.untrusted import term_text

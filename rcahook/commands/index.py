@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.commands.common import index_path, open_repo, say
-from rcahook.indexer import index_repository
+from rcahook.index.indexer import index_repository
 from rcahook.progress import Progress
 
 

@@ -26,7 +26,7 @@ def run(*, title: str | None, description: str | None, time_: str | None, at: st
                          git_dir=r.git_dir)
     for line in config.ignored:  # once per command: the repository asked for what only the user may set
         say(f"warning: {line}")
-    from rcahook.investigate import investigate, options_from
+    from rcahook.rca.investigate import investigate, options_from
     from rcahook.progress import interactive
 
     options = options_from(config, ranker=ranker, model=model, llm_url=llm_url, llm_model=llm_model,
@@ -41,7 +41,7 @@ def run(*, title: str | None, description: str | None, time_: str | None, at: st
     finally:
         history.close()
 
-    from rcahook import report
+    from rcahook.rca import report
 
     created = int(time.time())
     doc = report.to_json(result, inv_id=None, created=created)
@@ -65,7 +65,7 @@ def _save(git_dir: Path, doc: dict, result, created: int) -> str | None:
     """Save for feedback; a state database that cannot be written costs the id, not the report."""
     import sqlite3
 
-    from rcahook import feedback, report
+    from rcahook.rca import feedback, report
 
     path = feedback.state_path(git_dir)
     try:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from rcahook.commands.common import console, index_path, open_repo, print_json
-from rcahook.history import History
+from rcahook.index.reader import History
 from rcahook.untrusted import term_text
 
 

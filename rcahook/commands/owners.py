@@ -3,12 +3,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rcahook import owners as own
-from rcahook.codeowners import CODEOWNERS_LOCATIONS
+from rcahook.index import owners as own
+from rcahook.index.codeowners import CODEOWNERS_LOCATIONS
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import NotFoundError
-from rcahook.gitrepo import Repo
-from rcahook.history import History
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
 from rcahook.untrusted import term_text
 
 

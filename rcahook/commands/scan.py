@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.commands.common import index_path, open_repo, print_json, say
 from rcahook.errors import BadInputError, RcahookError
 from rcahook.hook_entry import EXIT_VERDICT
@@ -107,8 +107,8 @@ class _Output:
 
     def nothing_assessed(self, message: str, *, kind: str, failed: bool = True, skipped: str | None = None,
                          range_description: str | None = None) -> None:
-        from rcahook import scan as scan_output
-        from rcahook import sarif
+        from rcahook.risk import scan as scan_output
+        from rcahook.risk import sarif
 
         self.document(
             lambda: scan_output.empty_json(error=(kind, message) if failed else None, skipped=skipped,
@@ -238,13 +238,13 @@ def update_index(r, path, *, to_sha: str, graph: bool = False) -> None:
     a second on iproute2 even when nothing changed, and blast radius reads the indexed graph
     (through a cache of caller counts), which a few commits behind is just as good.
     """
-    from rcahook.indexer import index_repository
+    from rcahook.index.indexer import index_repository
     from rcahook.progress import Progress
 
     revs = list(dict.fromkeys([sha for _, sha in r.default_tips()] + [to_sha]))
     index_repository(r, path, revs=revs, graph=graph, progress=Progress(enabled=False))
     if not graph:
-        from rcahook.codegraph.history import update_touched
+        from rcahook.codegraph.touched import update_touched
 
         with store.index_lock(path):
             conn = store.open_index(path, create=False)
@@ -273,16 +273,16 @@ def scan(*, range_: str | None, from_: str | None, to: str | None, fail_above: f
     note = out.say_once
     problem = store.write_problem(path)
     if problem:  # a read-only repository (#10): the index as it is, and one note for all that is not saved
-        from rcahook.scan import NOT_SAVED
+        from rcahook.risk.scan import NOT_SAVED
 
         out.say_once(f"note: {problem}: scanned with the index as it is, without updating it; "
                      "nothing is saved")
         note = lambda message: None if message == NOT_SAVED else out.say_once(message)  # noqa: E731
     else:
         update_index(r, path, to_sha=rng.to)
-    from rcahook.history import History
-    from rcahook.risk import load_risk_model
-    from rcahook.scan import assess, caller_counts
+    from rcahook.index.reader import History
+    from rcahook.risk.model import load_risk_model
+    from rcahook.risk.scan import assess, caller_counts
 
     history = History.open(path)
     try:
@@ -294,13 +294,13 @@ def scan(*, range_: str | None, from_: str | None, to: str | None, fail_above: f
         history.close()
     blocked = [c for c in risks if fail_above is not None and c.probability > fail_above]
     seconds = time.perf_counter() - started
-    from rcahook import scan as scan_output
+    from rcahook.risk import scan as scan_output
 
     if out.fmt == "text":
         sys.stdout.write(scan_output.render_text(risks, rng=rng, model=model, source=source,
                                                  fail_above=fail_above))
     else:
-        from rcahook.sarif import to_sarif
+        from rcahook.risk.sarif import to_sarif
 
         out.document(lambda: scan_output.to_json(risks, rng=rng, model=model, source=source,
                                                  fail_above=fail_above, blocked=blocked, seconds=seconds),

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rcahook import owners as own
+from rcahook.index import owners as own
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.commands.owners import owner_json, rule_json
 from rcahook.errors import NotFoundError
-from rcahook.gitrepo import Repo
-from rcahook.history import Change, History, Link
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import Change, History, Link
 from rcahook.untrusted import term_text
 
 MAX_OWNER_FILES = 30  # owners of the first N changed files; a sweeping commit lists hundreds

@@ -229,7 +229,7 @@ def _write_cards(out: Path, card: dict) -> None:
 def _evaluate(r, history, cut, out: Path, *, base: str | None, trained: Path | None, index_dir: Path, llm: bool,
               sample: int | None, seed: int) -> dict:
     from rcahook.llm.backend import load_backend
-    from rcahook.scorer import WEIGHTS_FILE, Weights
+    from rcahook.rca.model import WEIGHTS_FILE, Weights
     from rcahook.train.evaluate import RESULTS, EvalSettings, evaluate, investigations_after
 
     settings = EvalSettings(sample=sample, seed=seed, llm=llm)

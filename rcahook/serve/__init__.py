@@ -4,7 +4,7 @@ A long-running service (FastAPI on uvicorn) for one or more repositories: an HTT
 (investigations, feedback, deploy events, health; OpenAPI at /openapi.json), alert
 webhooks (Alertmanager, PagerDuty v3, Sentry issue alerts) that become investigations,
 and server-rendered pages with "root cause" / "not it" buttons. The pipeline is the
-CLI's: rcahook.investigate, rcahook.report's JSON, rcahook.feedback's store.
+CLI's: rcahook.rca.investigate, rcahook.rca.report's JSON, rcahook.rca.feedback's store.
 
     app.py       the app factory: routes, middleware, error mapping
     api.py       the JSON API and the webhook routes

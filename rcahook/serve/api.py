@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rcahook import __version__
-from rcahook import feedback as fb
-from rcahook.gitrepo import Repo
-from rcahook.incident import incident_from_mapping
+from rcahook.rca import feedback as fb
+from rcahook.index.gitrepo import Repo
+from rcahook.rca.incident import incident_from_mapping
 from rcahook.serve import deploys as dp
 from rcahook.serve import repos as rp
 from rcahook.serve import webhooks as wh

@@ -2,11 +2,11 @@
 
 A deploy is (environment, sha, time), recorded by a pipeline with `rcahook deploy record`
 or `POST /api/deploys`, kept append-only in the repository's state database (the
-`deploys` table of rcahook.feedback's schema, beside saved investigations and verdicts).
+`deploys` table of rcahook.rca.feedback's schema, beside saved investigations and verdicts).
 
 When deploys are known for the incident's environment, the suspects are what the last
 deploy before the incident added to the one before it: `git rev-list LAST --not PREVIOUS`,
-committed before the incident (rcahook.investigate.Scope). Each suggestion then says when it
+committed before the incident (rcahook.rca.investigate.Scope). Each suggestion then says when it
 went live there. With one deploy known, or none, the search is the usual window (ending at
 that deploy's revision when there is one). The backtest never reads deploys.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from rcahook.errors import BadInputError
-from rcahook.history import History
-from rcahook.investigate import Scope
-from rcahook.retrieve import search_space
+from rcahook.index.reader import History
+from rcahook.rca.investigate import Scope
+from rcahook.rca.retrieve import search_space
 
 MAX_DEPLOYS = 20  # the newest deploys before an incident that "deployed at" looks through
 _ENVIRONMENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from rcahook import feedback as fb
+from rcahook.rca import feedback as fb
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

@@ -8,7 +8,7 @@ Reads never wait for an update, and never see half of one:
   the commits it ranks are complete in every snapshot (an update appends commits, links and
   touched definitions in several transactions; none of them changes an indexed ancestor);
 - updates run one at a time per service, in a child process (spawned, not forked: the
-  server has threads) that calls rcahook.indexer.index_repository with its own connection;
+  server has threads) that calls rcahook.index.indexer.index_repository with its own connection;
   the thread that waits for it is the only one that moves `head`.
 
 Model settings come from the operator only (flags, the environment, their own config),
@@ -28,14 +28,14 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rcahook import feedback as fb
-from rcahook import store
+from rcahook.rca import feedback as fb
+from rcahook.index import store
 from rcahook.config import Config, load_config, user_settings
 from rcahook.errors import NotFoundError, RcahookError
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.incident import Incident
-from rcahook.investigate import epoch
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.incident import Incident
+from rcahook.rca.investigate import epoch
 from rcahook.serve import deploys as dp
 
 log = logging.getLogger("rcahook.serve")
@@ -90,7 +90,7 @@ class ServedRepo:
 
 def _index_child(path: str, db: str, out) -> None:
     """In a spawned process: bring the index up to date (one job: the service keeps the CPU)."""
-    from rcahook.indexer import index_repository
+    from rcahook.index.indexer import index_repository
 
     try:
         repo = Repo(path)
@@ -204,8 +204,8 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
     """Investigate, save for feedback, and return the document `investigate --format json`
     prints, with its id, its page's URL, the repository name, the deploys used and, for an
     alert, where it came from (`source`: provider and link)."""
-    from rcahook import report
-    from rcahook.investigate import investigate, options_from
+    from rcahook.rca import report
+    from rcahook.rca.investigate import investigate, options_from
 
     repo = Repo(served.path)
     with served.lock:
@@ -260,7 +260,7 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
 
 
 def save(served: ServedRepo, doc: dict, result, created: int) -> str:
-    from rcahook import report
+    from rcahook.rca import report
 
     conn = fb.open_state(served.state_path)
     try:

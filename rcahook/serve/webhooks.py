@@ -10,7 +10,7 @@ payload missing one, or with one of the wrong type, is answered 422 naming the f
 - Sentry's integration-platform issue alert (`Sentry-Hook-Resource: event_alert`): the event
   that fired the rule, whose exception frames become the incident's stack trace.
 
-The incident then goes through rcahook.incident.incident_from_mapping, the validation every
+The incident then goes through rcahook.rca.incident.incident_from_mapping, the validation every
 incident file gets. Labels, tags and service names become `services` when they name one in
 `[tool.rcahook.services]`; the environment (for deploys) comes from an `environment`/`env`
 label or tag, or Sentry's event environment. Stack traces are text: nothing here is a path
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rcahook.incident import Incident, incident_from_mapping
+from rcahook.rca.incident import Incident, incident_from_mapping
 
 MAX_TITLE = 300
 MAX_DESCRIPTION = 8_000
@@ -228,7 +228,7 @@ def from_pagerduty(incident: PagerDutyIncident, services: Mapping[str, object]) 
 
 def sentry_trace(event: SentryEvent) -> str | None:
     """The event's exceptions as a Python-style traceback (the one format that carries
-    path, line and function for every platform): rcahook.stacktrace reads it back."""
+    path, line and function for every platform): rcahook.rca.stacktrace reads it back."""
     blocks = []
     chains = [(e.type, e.value, e.stacktrace) for e in (event.exception.values if event.exception else [])]
     if not chains and event.stacktrace:

@@ -26,9 +26,9 @@ from typing import NamedTuple
 from rcahook.backtest.mine import Investigation, mine_investigations
 from rcahook.backtest.run import query_for
 from rcahook.errors import BadInputError
-from rcahook.features import Query
-from rcahook.gitrepo import Repo
-from rcahook.history import History
+from rcahook.rca.features import Query
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
 from rcahook.train.card import Cutoff, DataConfig
 
 CPT_DOCS = "cpt_docs.jsonl"
@@ -56,7 +56,7 @@ def resolve_cutoff(repo: Repo, history: History, *, until: str | None, before: s
     head = repo.resolve("HEAD")
     if not before:
         return Cutoff("head", None, head, history.commit(head).committer_time)
-    from rcahook.incident import parse_time
+    from rcahook.rca.incident import parse_time
 
     bound = int(parse_time(before).timestamp()) - 1  # --before is exclusive; Cutoff.time inclusive
     for view in history.commits(history.rev_list(head, no_merges=False)):
@@ -231,8 +231,8 @@ def mined_cases(investigations: Iterable[Investigation], *, paths_share: float, 
 
 def feedback_cases(repo: Repo, history: History, *, window: int) -> tuple[list[Case], int]:
     """Responders' standing root-cause verdicts from the state database, and how many were unusable."""
-    from rcahook import feedback as fb
-    from rcahook.incident import parse_time
+    from rcahook.rca import feedback as fb
+    from rcahook.rca.incident import parse_time
 
     path = fb.state_path(repo.common_dir)
     if not path.is_file():
@@ -280,7 +280,7 @@ class SftBuilder:
 
     def __init__(self, repo: Repo, history: History, *, config: DataConfig, seed: int,
                  count_tokens: Callable[[str], int]):
-        from rcahook.scorer import default_weights
+        from rcahook.rca.model import default_weights
 
         self.repo, self.history, self.config, self.seed = repo, history, config, seed
         self.count_tokens = count_tokens
@@ -291,8 +291,8 @@ class SftBuilder:
 
     def row(self, case: Case) -> dict:
         from rcahook.llm.prompt import IncidentView, assign_labels, build_prompt
-        from rcahook.ranking import RankerSpec, _candidate_views
-        from rcahook.retrieve import retrieve
+        from rcahook.rca.ranking import RankerSpec, _candidate_views
+        from rcahook.rca.retrieve import retrieve
 
         cfg = self.config
         rng = random.Random(f"{self.seed}:sft:{case.source}:{case.id}")

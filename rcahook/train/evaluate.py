@@ -14,7 +14,7 @@ from pathlib import Path
 from rcahook.backtest.metrics import Outcome, summarize
 from rcahook.backtest.mine import Investigation, mine_investigations
 from rcahook.backtest.run import Replayer, select
-from rcahook.history import History
+from rcahook.index.reader import History
 from rcahook.progress import Progress
 from rcahook.train.card import Cutoff
 
@@ -46,7 +46,7 @@ def evaluate(history: History, investigations: list[Investigation], *, head: str
              diff_text: Callable[[str], str] | None, progress: Progress | None = None,
              graph_at: Callable[[str], object] | None = None) -> dict:
     """Outcomes for every (ranker, model) pair; `models` maps "base"/"trained" to loaders."""
-    from rcahook.scorer import default_weights
+    from rcahook.rca.model import default_weights
 
     default = default_weights()
     weights = learned or default

@@ -11,7 +11,7 @@ from pathlib import Path
 from rcahook.backtest.mine import Investigation
 from rcahook.backtest.run import query_for
 from rcahook.errors import ConfigError
-from rcahook.history import History
+from rcahook.index.reader import History
 from rcahook.progress import Progress
 from rcahook.train.card import Cutoff
 
@@ -22,9 +22,9 @@ MIN_CALIBRATION = 20  # fewer held-out investigations than this: keep the shippe
 
 @dataclass
 class Fitted:
-    weights: object | None = None  # rcahook.scorer.Weights
-    risk: object | None = None  # rcahook.risk.RiskModel
-    calibration: object | None = None  # rcahook.confidence.Calibration
+    weights: object | None = None  # rcahook.rca.model.Weights
+    risk: object | None = None  # rcahook.risk.model.RiskModel
+    calibration: object | None = None  # rcahook.rca.confidence.Calibration
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -51,8 +51,8 @@ class Fitted:
 
 def _examples(history: History, investigations: Sequence[Investigation], *, graph_at, progress):
     """(time, normalized feature matrix, index of the root cause) per investigation and track."""
-    from rcahook.features import normalized_matrix
-    from rcahook.retrieve import feature_matrix, graph_hints, needs_graph
+    from rcahook.rca.features import normalized_matrix
+    from rcahook.rca.retrieve import feature_matrix, graph_hints, needs_graph
 
     culprits = history.culprit_of()
     examples = []
@@ -77,8 +77,8 @@ def fit_calibration(examples: Sequence[tuple[float, object, int]]):
 
     A calibration fitted on the weights' own training data would be over-confident; a time
     split is what a responder meets: incidents newer than anything the weights saw."""
-    from rcahook.confidence import fit_platt
-    from rcahook.scorer import fit, order, softmax
+    from rcahook.rca.confidence import fit_platt
+    from rcahook.rca.model import fit, order, softmax
 
     ordered = sorted(examples, key=lambda e: e[0])
     cut = int(len(ordered) * (1 - CALIBRATION_SHARE))
@@ -103,7 +103,7 @@ def fit_feature_weights(history: History, investigations: Sequence[Investigation
                         graph_at: Callable[[str], object] | None = None):
     """The features ranker fitted on the investigations before the cut-off, both tracks,
     and its calibration (None where there are too few investigations)."""
-    from rcahook.scorer import fit
+    from rcahook.rca.model import fit
 
     examples = _examples(history, investigations, graph_at=graph_at, progress=progress)
     info = {"source": "rcahook train", "repository": repository, "cutoff_time": cut.time,
@@ -132,9 +132,9 @@ def fit_scorers(history: History, investigations: Sequence[Investigation], *, cu
     else:
         out.notes.append("no investigation before the cut-off: the features ranker keeps the default weights")
     try:
-        from rcahook.risk import fit_risk
+        from rcahook.risk.model import fit_risk
     except ImportError:  # the risk scorer is optional in this build
-        out.notes.append("rcahook.risk.fit_risk is not available: the risk model keeps its defaults")
+        out.notes.append("rcahook.risk.model.fit_risk is not available: the risk model keeps its defaults")
         return out
     try:
         # fit_risk's bound is exclusive; the cut-off time is inclusive
@@ -148,8 +148,8 @@ def fit_scorers(history: History, investigations: Sequence[Investigation], *, cu
 def save_scorers(fitted: Fitted, *directories: Path) -> list[Path]:
     import json
 
-    from rcahook.confidence import CALIBRATION_FILE, calibration_document
-    from rcahook.scorer import WEIGHTS_FILE
+    from rcahook.rca.confidence import CALIBRATION_FILE, calibration_document
+    from rcahook.rca.model import WEIGHTS_FILE
 
     written = []
     for d in directories:
@@ -161,7 +161,7 @@ def save_scorers(fitted: Fitted, *directories: Path) -> list[Path]:
                 json.dumps(calibration_document({"features": fitted.calibration}), indent=1) + "\n")
             written.append(d / CALIBRATION_FILE)
         if fitted.risk is not None:
-            from rcahook.risk import RISK_FILE
+            from rcahook.risk.model import RISK_FILE
 
             fitted.risk.save(d / RISK_FILE)
             written.append(d / RISK_FILE)

@@ -109,7 +109,7 @@ def compute_signals(*, mass: float, rarity: Mapping[str, float], unknown: set[st
     each mentions (`matched`) and its raw features (`rows`, (K, F) in FEATURE_NAMES order).
     `rarity` weighs the title's words; `unknown` are those the history never used; both
     leave out STOPWORDS."""
-    from rcahook.features import FEATURE_NAMES
+    from rcahook.rca.features import FEATURE_NAMES
 
     col = FEATURE_NAMES.index
     rarity = {w: v for w, v in rarity.items() if w not in STOPWORDS}
@@ -132,13 +132,13 @@ def compute_signals(*, mass: float, rarity: Mapping[str, float], unknown: set[st
 
 
 def signals_for(candidates: Sequence, *, title: str, background, mass: float | None = None) -> Signals:
-    """Signals of a final ranking: `candidates` are rcahook.retrieve.Candidate, best first;
-    `background` the retrieval's rcahook.features.Background; `mass` when fewer than five
+    """Signals of a final ranking: `candidates` are rcahook.rca.retrieve.Candidate, best first;
+    `background` the retrieval's rcahook.rca.features.Background; `mass` when fewer than five
     are shown (default: the mass of the top five). Only the title's words count: a
     description's narrative would read as words the history cannot explain."""
     import numpy as np
 
-    from rcahook.features import FEATURE_NAMES
+    from rcahook.rca.features import FEATURE_NAMES
     from rcahook.text import tokenize
 
     words = set(tokenize(title))

@@ -14,12 +14,12 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.codegraph.build import (PARALLEL_MIN_BLOBS, cached_blobs, pack_parse, parallel_map, read_source,
                                     unpack_parse, worker_repo)
 from rcahook.codegraph.grammars import language_for
-from rcahook.gitrepo import Repo
-from rcahook.history import parse_hunks
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import parse_hunks
 from rcahook.progress import Progress
 
 _FLUSH_SECONDS = 2.0  # write what came back at least this often (what a kill -9 can lose)

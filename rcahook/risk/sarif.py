@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from rcahook import __version__
-from rcahook.risk import RiskModel
-from rcahook.scan import CommitRisk
+from rcahook.risk.model import RiskModel
+from rcahook.risk.scan import CommitRisk
 from rcahook.untrusted import sarif_text
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"

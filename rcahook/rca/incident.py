@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from rcahook.errors import BadInputError
-from rcahook.stacktrace import MAX_TRACE_CHARS, cut_middle
+from rcahook.rca.stacktrace import MAX_TRACE_CHARS, cut_middle
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Incident:
     window: int | None = None  # the N most recent commits, instead of `since`
     impacted_paths: tuple[str, ...] = ()  # repository paths known to be involved
     services: tuple[str, ...] = ()  # service or component names
-    stack_trace: str | None = None  # raw text, parsed by rcahook.stacktrace
+    stack_trace: str | None = None  # raw text, parsed by rcahook.rca.stacktrace
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Incident))

@@ -24,9 +24,9 @@ import time as _time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rcahook.codeowners import CodeOwners, Rule, find_codeowners
-from rcahook.gitrepo import Repo
-from rcahook.history import History
+from rcahook.index.codeowners import CodeOwners, Rule, find_codeowners
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
 
 MAX_RENAME_HOPS = 20  # a file renamed more often than this keeps only its recent names
 

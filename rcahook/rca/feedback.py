@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.errors import BadInputError, ConfigError, NotFoundError, PermissionDeniedError
 
 STATE_SCHEMA_VERSION = 2  # 2: the deploys table (issue 12); a version-1 file gains it when opened for writing

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rcahook.errors import ConfigError
-from rcahook.features import _DOC_PATH
+from rcahook.rca.features import _DOC_PATH
 from rcahook.text import BM25, component_prefix, tokenize
 
 RISK_FILE = "risk.json"  # in <git dir>/rcahook/, written by `rcahook train`
@@ -705,7 +705,7 @@ def fit_risk(history, *, until_time: int, l2: float = 30.0, callers: Callable[[s
     """A repository's own risk model from what was known at `until_time` (epoch seconds).
 
     Training rows: the commits made before then; a commit counts as a root cause when a fix
-    made before then named it. `history` is a `rcahook.history.History`; `data` reuses
+    made before then named it. `history` is a `rcahook.index.reader.History`; `data` reuses
     features already built from it (the backtest builds them once for several fits).
     """
     data = data or build_data(history.conn, callers=callers)

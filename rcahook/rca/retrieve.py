@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rcahook.features import (Background, Evidence, GraphHints, Query, build_background,
+from rcahook.rca.features import (Background, Evidence, GraphHints, Query, build_background,
                               compute_features, incident_identifiers, normalized_matrix)
-from rcahook.history import CommitView, History
-from rcahook.scorer import Weights, order, score, softmax
+from rcahook.index.reader import CommitView, History
+from rcahook.rca.model import Weights, order, score, softmax
 from rcahook.text import tokenize
 
 

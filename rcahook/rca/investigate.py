@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.config import Config
-from rcahook.confidence import Signals, load_calibration, raw_confidence, signals_for
+from rcahook.rca.confidence import Signals, load_calibration, raw_confidence, signals_for
 from rcahook.errors import BadInputError, EmptySearchSpaceError, ModelServerError, NotFoundError
-from rcahook.features import GraphHints, Query
-from rcahook.gitrepo import Repo
-from rcahook.history import History
-from rcahook.incident import Incident
-from rcahook.ranking import RANKERS, Ranking, RankerSpec, rank
-from rcahook.reasons import Reason, reasons_for, relative_age
-from rcahook.retrieve import Candidate, RetrievalConfig, graph_hints, needs_graph, search_space
-from rcahook.scorer import WEIGHTS_FILE, load_weights
-from rcahook.stacktrace import Frame, Trace, map_frames, parse_capped
+from rcahook.rca.features import GraphHints, Query
+from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import History
+from rcahook.rca.incident import Incident
+from rcahook.rca.ranking import RANKERS, Ranking, RankerSpec, rank
+from rcahook.rca.reasons import Reason, reasons_for, relative_age
+from rcahook.rca.retrieve import Candidate, RetrievalConfig, graph_hints, needs_graph, search_space
+from rcahook.rca.model import WEIGHTS_FILE, load_weights
+from rcahook.rca.stacktrace import Frame, Trace, map_frames, parse_capped
 
 DEFAULT_SINCE = timedelta(days=14)
 DEFAULT_MIN_CONFIDENCE = 0.3
@@ -137,7 +137,7 @@ class Result:
     bisect_good: str | None  # parent of the oldest suggestion
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    signals: Signals | None = None  # what the confidence read (rcahook.confidence)
+    signals: Signals | None = None  # what the confidence read (rcahook.rca.confidence)
     fallback_reason: str | None = None  # why the model's ranking was not used (ranker fell back)
 
     @property

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from rcahook.investigate import Result
-from rcahook.reasons import nonzero_features
+from rcahook.rca.investigate import Result
+from rcahook.rca.reasons import nonzero_features
 from rcahook.untrusted import md_code, md_text, term_text
 
 SCHEMA_VERSION = 1
@@ -40,7 +40,7 @@ def incident_json(result: Result) -> dict:
         "window": inc.window,
         "impacted_paths": list(inc.impacted_paths),
         "services": list(inc.services),
-        # the trace within its caps (rcahook.stacktrace), never a raw multi-megabyte paste
+        # the trace within its caps (rcahook.rca.stacktrace), never a raw multi-megabyte paste
         "stack_trace": result.prepared.trace.text if result.prepared.trace else inc.stack_trace,
     }
 

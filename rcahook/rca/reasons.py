@@ -10,8 +10,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rcahook.features import FEATURE_NAMES, Query
-from rcahook.retrieve import Candidate
+from rcahook.rca.features import FEATURE_NAMES, Query
+from rcahook.rca.retrieve import Candidate
 from rcahook.text import component_prefix, identifier_tokens, tokenize
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -187,7 +187,7 @@ _FEATURES_OF = {
 
 
 def _lift(candidate: Candidate, kind: str) -> float:
-    from rcahook.features import all_feature_names
+    from rcahook.rca.features import all_feature_names
 
     names = all_feature_names()
     total = 0.0

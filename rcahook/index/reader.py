@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.errors import NotFoundError, UnknownRevisionError
 
 
@@ -138,6 +138,11 @@ class History:
 
     def close(self) -> None:
         self.conn.close()
+
+    def forget(self) -> None:
+        """Drop the caches (another connection, a forked worker: nothing read before is kept)."""
+        self._nodes.clear()
+        self._cache.clear()
 
     # -- commits ---------------------------------------------------------------------------
     def count(self) -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rcahook.features import _DOC_PATH
-from rcahook.history import History
-from rcahook.risk import (RISK_FEATURES, CommitFacts, Evidence, RiskHistory, RiskModel, culprit_events,
+from rcahook.rca.features import _DOC_PATH
+from rcahook.index.reader import History
+from rcahook.risk.model import (RISK_FEATURES, CommitFacts, Evidence, RiskHistory, RiskModel, culprit_events,
                           load_facts)
 from rcahook.untrusted import term_text
 
@@ -87,7 +87,7 @@ def caller_counts(conn, index_dir: Path, *,
     Loading the graph (networkx, every file's parse) costs about a second on iproute2, so the
     counts are cached per graph revision and the graph is only loaded when that changes.
     """
-    from rcahook import store
+    from rcahook.index import store
 
     rev = store.get_meta(conn, "graph_rev")
     if rev is None:
@@ -191,7 +191,7 @@ NOT_SAVED = "the index is not writable here: this scan's state was not saved (th
 
 def load_state(conn) -> tuple[RiskHistory | None, str | None]:
     """(the saved state, None), or (None, why it cannot be used); (None, None) when none was saved."""
-    from rcahook import store
+    from rcahook.index import store
 
     version = store.get_meta(conn, "risk_state_version")
     try:
@@ -213,7 +213,7 @@ def load_state(conn) -> tuple[RiskHistory | None, str | None]:
 
 def save_state(conn, state: RiskHistory) -> None:
     """Replace the saved state, in one transaction; waits at most a second for a busy index."""
-    from rcahook import store
+    from rcahook.index import store
 
     parts = {**state.to_parts(), "features": list(RISK_FEATURES)}
     rows = [(name, json.dumps(value, separators=(",", ":"))) for name, value in parts.items()]
@@ -272,7 +272,7 @@ def history_state(conn, index_dir: Path | None, exclude: set[str], *,
         if e.culprit in culprits:
             state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
     if index_dir is not None:
-        from rcahook import store
+        from rcahook.index import store
 
         try:
             if store.is_read_only(conn):  # opened so, in a read-only repository: do not even try

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rcahook.history import CommitView
+from rcahook.index.reader import CommitView
 from rcahook.text import BM25, component_prefix, identifier_tokens, tokenize
 
 # The order is the weight vector's; a new feature goes at the end and old weight files

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rcahook.errors import ConfigError
-from rcahook.features import all_feature_names
+from rcahook.rca.features import all_feature_names
 
 WEIGHTS_FILE = "weights.json"  # in <git dir>/rcahook/, written by `rcahook train`
 

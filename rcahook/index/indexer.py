@@ -21,10 +21,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rcahook import store
+from rcahook.index import store
 from rcahook.errors import RcahookError, RepositoryReadError
-from rcahook.gitrepo import CommitRecord, Repo
-from rcahook.links import ShaResolver, find_references
+from rcahook.index.gitrepo import CommitRecord, Repo
+from rcahook.index.links import ShaResolver, find_references
 from rcahook.progress import Progress
 
 BATCH = 128
@@ -300,7 +300,7 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                 store.set_meta(conn, "repo", str(repo.path))
                 store.set_meta(conn, "indexed_at", str(int(time.time())))
             if graph:
-                from rcahook.codegraph import build, history
+                from rcahook.codegraph import build, touched as history
                 result.touched_commits = history.update_touched(conn, repo, progress=progress, jobs=jobs)
                 state = build.update_graph(conn, repo, graph_at or "HEAD", progress=progress)
                 result.graph_rev, result.graph_files = state.rev, state.files

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rcahook.features import GraphHints, Query
-from rcahook.history import History
-from rcahook.retrieve import Candidate, Retrieval, RetrievalConfig, retrieve
-from rcahook.scorer import Weights
+from rcahook.rca.features import GraphHints, Query
+from rcahook.index.reader import History
+from rcahook.rca.retrieve import Candidate, Retrieval, RetrievalConfig, retrieve
+from rcahook.rca.model import Weights
 
 RANKERS = ("features", "election", "logprob")
 
@@ -79,7 +79,7 @@ def rank(history: History, query: Query, space: Sequence[str], base: str, *, spe
          culprits: dict[str, str] | None = None, graph: GraphHints | None = None,
          diff_text: Callable[[str], str] | None = None, config: RetrievalConfig = RetrievalConfig(),
          progress: Callable[[int, int], None] | None = None) -> Ranking:
-    from rcahook.scorer import default_weights
+    from rcahook.rca.model import default_weights
 
     t0 = time.perf_counter()
     retrieval = retrieve(history, query, space, base, weights=spec.weights or default_weights(),
