@@ -208,6 +208,8 @@ def feedback(**kwargs) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report with plots.")
 @click.option("--no-update", is_flag=True, help="Do not bring the index up to date first.")
+@click.option("-j", "--jobs", type=int, default=None,
+              help="Worker processes replaying investigations (default: cores; same results for any N).")
 def backtest(**kwargs) -> None:
     """Replay real history (protocol v1) and measure rankers against baselines."""
     _run("backtest", **kwargs)

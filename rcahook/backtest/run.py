@@ -372,13 +372,16 @@ def _evaluated(history: History, mined: list[Investigation], *, rankers: Sequenc
 
 
 _worker: tuple[Replayer, Sequence[str]] | None = None  # set before the pool forks
+_inherited: object = None
 
 
 def _worker_start(db_path: str) -> None:
     """In a forked worker: a connection of its own (one must never cross a fork); every
     reference to the History, the code-graph callback's included, sees it."""
+    global _inherited
     assert _worker is not None
     history = _worker[0].history
+    _inherited = history.conn  # the parent's, kept unclosed: closing it here could disturb the parent's
     history.conn = store.open_index(Path(db_path), create=False)
     history.forget()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
 
@@ -15,8 +16,9 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
         llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None, sample: int | None,
         seed: int, task: str, split: str | None, output: str | None, resume: bool, fmt: str, report: str | None,
         no_update: bool, llm_timeout: float | None = None, llm_connect_timeout: float | None = None,
-        null_titles: str | None = None) -> int:
-    for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top)):
+        null_titles: str | None = None, jobs: int | None = None) -> int:
+    for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top),
+                        ("--jobs", jobs)):
         if value is not None and value < 1:
             raise BadInputError(f"{name} {value}: expected a positive number")
     r = open_repo(repo)
@@ -29,7 +31,8 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
         return _run_rca(r, history, db=db, window=window, track=track, rankers=rankers, model=model,
                         llm_url=llm_url, llm_model=llm_model, llm_top=llm_top, limit=limit, sample=sample,
                         seed=seed, output=output, resume=resume, fmt=fmt, report=report,
-                        llm_timeouts=(llm_connect_timeout, llm_timeout), null_titles=null_titles)
+                        llm_timeouts=(llm_connect_timeout, llm_timeout), null_titles=null_titles,
+                        jobs=jobs or os.cpu_count() or 1)
     finally:
         history.close()
 
@@ -59,7 +62,7 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
              model: str | None, llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None,
              sample: int | None, seed: int, output: str | None, resume: bool, fmt: str,
              report: str | None, llm_timeouts: tuple[float | None, float | None] = (None, None),
-             null_titles: str | None = None) -> int:
+             null_titles: str | None = None, jobs: int = 1) -> int:
     from rcahook.backtest.report import build_document, print_text, write_report
     from rcahook.backtest.run import LLM_RANKERS, Settings, parse_rankers, read_null_titles, run_backtest
 
@@ -111,7 +114,7 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
 
     result = run_backtest(history, repository=str(r.workdir or r.git_dir), head=head, settings=settings,
                           index_dir=index_dir, output=out, resume=resume, null_titles=titles, diff_text=r.diff_text,
-                          progress=Progress(), load_backend=backend, graph_at=graph_at)
+                          progress=Progress(), load_backend=backend, graph_at=graph_at, jobs=jobs)
     doc = build_document(result)
     if report:
         for path in write_report(doc, Path(report)):
