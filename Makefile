@@ -7,7 +7,7 @@ RCAHOOK := $(VENV)/bin/rcahook
 STAMP := $(VENV)/.rcahook-installed
 DEMO := .demo
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo lint test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: setup
 	$(PY) -m rcahook.demo $(DEMO)/repo
 	$(RCAHOOK) index --repo $(DEMO)/repo
 	$(RCAHOOK) investigate --repo $(DEMO)/repo --incident $(DEMO)/repo-incident.json
+
+# types (mypy, settings in pyproject.toml) and lint (ruff); part of `make test`, so of CI
+lint: setup
+	$(PY) -m mypy rcahook
+	$(PY) -m ruff check rcahook tests bench
 
 test: setup
 	$(PY) -m pytest -q

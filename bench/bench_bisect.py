@@ -77,9 +77,9 @@ def rank_all(name: str, mirror: str, index: Path, *, cache: Path, track: str, wi
     from rcahook.backtest.mine import mine_investigations
     from rcahook.backtest.run import Replayer, query_for
     from rcahook.codegraph.graph import graph_at
-    from rcahook.rca.confidence import load_calibration, raw_confidence, signals_for
     from rcahook.index.gitrepo import Repo
     from rcahook.index.reader import History
+    from rcahook.rca.confidence import load_calibration, raw_confidence, signals_for
     from rcahook.rca.model import load_weights
 
     out = cache / f"{name}-{track}-{window}.jsonl"

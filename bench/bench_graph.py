@@ -20,10 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rcahook.index import store
 from rcahook.codegraph import build, graph
 from rcahook.codegraph.grammars import language_for
 from rcahook.codegraph.touched import update_touched
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.indexer import index_repository
 

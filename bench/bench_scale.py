@@ -7,9 +7,12 @@ Per repository (a throw-away clone under /tmp: nothing is written into REPO), in
   touched-definitions pass and HEAD code graph that `rcahook index` adds (the "graph" run);
 - the database size;
 - an incremental `rcahook index` after one new commit (process start to exit);
-- `rcahook investigate --window 500` (features ranker): wall time and the process's peak RSS;
+- `rcahook investigate --window 500` (features ranker, bringing the index up to date first
+  as a user's run does): wall time and the process's peak RSS;
 - `rcahook scan` of 10 pushed commits, and of a new branch of 100 commits (all zeros base),
   each after the index is up to date, as the pre-push hook runs it.
+Without --graph, the first investigate and scan compute the touched definitions of the
+whole history themselves (what `rcahook index` would have), so their figures mean little.
 
 --read-index N: also the read path on a synthetic index of N commits (a chain with a merge
 every 20 commits, written straight into SQLite: building it with `rcahook index` would take
@@ -169,12 +172,13 @@ def table(rows: list[dict], reads: list[dict]) -> str:
         ratio = r["index"] / r["git_log"] if r["git_log"] else 0
         graph = f"{r['graph']:.1f} s ({(r['index'] + r['graph']) / r['git_log']:.1f}x with)" if "graph" in r else "-"
         lines.append(
-            f"| {r['repo']} | {r['commits']:,} | {r['git_log']:.1f} s | {r['index']:.1f} s ({ratio:.1f}x) | {graph} |"
+            f"| {r['repo']} | {r['commits']:,} | {r['git_log']:.1f} s | {r['index']:.1f} s ({ratio:.1f}x) "
+            f"| {graph} |"
             f" {r['db_mib']:.0f} MiB | {r['incremental']:.2f} s | {r['investigate']:.2f} s |"
             f" {r['investigate_rss']} MiB | {r['scan10']:.2f} s | {r['branch100']:.2f} s |")
     if reads:
-        lines += ["", "| read path | commits | rev_list(head, max_count=500) | is_ancestor across it | peak RSS | database |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| read path | commits | rev_list(head, max_count=500) | is_ancestor across it |"
+                      " peak RSS | database |", "|---|---|---|---|---|---|"]
         for r in reads:
             lines.append(f"| {r['repo']} | {r['commits']:,} | {r['rev_list'] * 1000:.0f} ms |"
                          f" {r['is_ancestor'] * 1000:.0f} ms | {r['read_rss']} MiB | {r['db_mib']:.0f} MiB |")

@@ -82,8 +82,9 @@ def _call(url: str, body: dict | None = None) -> tuple[float, bytes]:
 
 def start_service(clone: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([*RCAHOOK, "serve", "--repo", f"bench={clone}", "--port", str(port), "--no-update",
-                             "--log-level", "warning"], stderr=open(Path(clone).with_suffix(".serve.log"), "w"))
+    with open(Path(clone).with_suffix(".serve.log"), "w") as log:  # the service writes to its own copy
+        proc = subprocess.Popen([*RCAHOOK, "serve", "--repo", f"bench={clone}", "--port", str(port), "--no-update",
+                                 "--log-level", "warning"], stderr=log)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

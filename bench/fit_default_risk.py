@@ -24,11 +24,11 @@ import numpy as np
 
 from rcahook.index import store
 from rcahook.backtest.risk import LABEL_DELAY_DAYS, default_split
-from rcahook.commands.backtest import repository_slug
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
-from rcahook.risk.model import LEVEL_QUANTILES, build_data, fit_model
+from rcahook.risk.model import LEVEL_QUANTILES
+from rcahook.risk.training import build_data, fit_model
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "rcahook" / "data" / "default_risk.json"
 
@@ -46,7 +46,7 @@ def _touched(db: Path, repo: Repo) -> None:
 
 def training_rows(repo_path: str, index_dir: Path, *, update: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     repo = Repo(repo_path)
-    db = index_dir / f"{repository_slug(repo)}.sqlite"
+    db = index_dir / f"{repo.slug()}.sqlite"
     if update or not db.exists():
         index_repository(repo, db, graph=False, say=lambda m: print(f"  {m}", file=sys.stderr))
         _touched(db, repo)
@@ -61,7 +61,7 @@ def training_rows(repo_path: str, index_dir: Path, *, update: bool) -> tuple[np.
     split = default_split(times, head_time - LABEL_DELAY_DAYS * 86400)
     keep = times < split
     y = data.labels(known_by=split)[keep]
-    info = {"repository": repository_slug(repo), "head": head, "split_time": split,
+    info = {"repository": repo.slug(), "head": head, "split_time": split,
             "commits": int(keep.sum()), "culprits": int(y.sum())}
     return data.X[keep], y, info
 

@@ -39,14 +39,22 @@ from rich.table import Table
 
 from rcahook.backtest.mine import mine_investigations
 from rcahook.backtest.run import null_investigations, query_for
-from rcahook.rca.confidence import (SIGNALS_VERSION, Calibration, calibration_document, compute_signals, fit_evidence,
-                                fit_platt, reliability, word_rarity)
-from rcahook.rca.features import FEATURE_NAMES, normalized_matrix
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
+from rcahook.rca.confidence import (
+    SIGNALS_VERSION,
+    Calibration,
+    calibration_document,
+    compute_signals,
+    fit_evidence,
+    fit_platt,
+    reliability,
+    word_rarity,
+)
+from rcahook.rca.features import FEATURE_NAMES, normalized_matrix
 from rcahook.rca.investigate import DEFAULT_MIN_CONFIDENCE
-from rcahook.rca.retrieve import RetrievalConfig, feature_matrix, graph_hints, needs_graph
 from rcahook.rca.model import fit, order, softmax
+from rcahook.rca.retrieve import RetrievalConfig, feature_matrix, graph_hints, needs_graph
 from rcahook.text import tokenize
 
 DATA = Path(__file__).resolve().parent.parent / "rcahook" / "data"
@@ -199,7 +207,8 @@ def main() -> int:
     pooled = [x for rs in held_rows.values() for x in rs]
     gate = calibration.evidence
     console.print(f"calibration fitted on all: a={calibration.a:.3f} b={calibration.b:.3f}; evidence gate: "
-                  + ", ".join(f"{n}={w:+.3f} (centre {c:.3f})" for n, w, c in zip(gate.inputs, gate.weights, gate.centre))
+                  + ", ".join(f"{n}={w:+.3f} (centre {c:.3f})"
+                              for n, w, c in zip(gate.inputs, gate.weights, gate.centre))
                   + f", bias {gate.bias:+.3f}")
     console.print("reliability of the held-out confidence (each repository under the calibration fitted on "
                   "the other two; null incidents included):")

@@ -44,7 +44,7 @@ class Component:
     root: str
     lang: str
     files: list[str] = field(default_factory=list)
-    recent: list[int] = field(default_factory=list)  # marks of recent commits touching it
+    recent: list[tuple[int, str]] = field(default_factory=list)  # (mark, subject) of its recent commits
 
 
 class Generator:
@@ -57,7 +57,6 @@ class Generator:
         self.mark = 0
         self.time = 1_400_000_000
         self.files: dict[str, list[str]] = {}  # path -> lines, as on main
-        self.subjects: dict[int, str] = {}  # mark -> subject, for commits a fix may cite
         self.comps: list[Component] = []
         langs = list(LANGS)
         for i in range(services):
@@ -172,12 +171,12 @@ class Generator:
         r = self.rng.random()
         body = ""
         if r < 0.06 and comp.recent:  # a fix citing the commit that broke it
-            culprit = self.rng.choice(comp.recent)
+            culprit, cited = self.rng.choice(comp.recent)
             subject = f"{comp.root.split('/')[1]}: fix {self.rng.choice(BUGS)} in {self._word()}"
-            body = f"Fixes: {self.ask(culprit)[:12]} (\"{self.subjects[culprit]}\")"
+            body = f"Fixes: {self.ask(culprit)[:12]} (\"{cited}\")"
         elif r < 0.07 and comp.recent:  # a revert
-            culprit = self.rng.choice(comp.recent)
-            subject = f"Revert \"{self.subjects[culprit]}\""
+            culprit, cited = self.rng.choice(comp.recent)
+            subject = f"Revert \"{cited}\""
             body = f"This reverts commit {self.ask(culprit)}."
         else:
             subject = self._subject(comp)
@@ -185,8 +184,7 @@ class Generator:
         mark = self._commit("refs/heads/main", subject, body, ops, parent=self.head,
                             skew=self.rng.random() < 0.01)
         self.head = mark
-        self.subjects[mark] = subject
-        comp.recent = (comp.recent + [mark])[-30:]
+        comp.recent = (comp.recent + [(mark, subject)])[-30:]
 
     def _side_branch(self) -> None:
         """A topic branch off main, merged back after a few more mainline commits."""
@@ -197,8 +195,7 @@ class Generator:
         for _ in range(self.rng.randint(1, 5)):
             subject = self._subject(comp)
             tip = self._commit("refs/heads/side", subject, "", self._change(comp, state), parent=tip)
-            self.subjects[tip] = subject
-            comp.recent = (comp.recent + [tip])[-30:]
+            comp.recent = (comp.recent + [(tip, subject)])[-30:]
         for _ in range(self.rng.randint(0, 4)):
             self._mainline()
         self.files.update(state)

@@ -6,16 +6,13 @@ pre-push hook) never pays for the imports of `investigate` or `train`.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 import click
 
 from rcahook import __version__
-from rcahook.errors import RcahookError
+from rcahook.errors import RcahookError, log_crash
 
 FORMATS = click.Choice(["text", "json"])
 repo_option = click.option("--repo", "repo", default=".", show_default=True,
@@ -384,18 +381,6 @@ def bisect(**kwargs) -> None:
 def verify(**kwargs) -> None:
     """Revert SUSPECT on top of the bad revision in a scratch worktree and run CMD: fixed or not."""
     _run("verify", **kwargs)
-
-
-def log_crash() -> str:
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rcahook"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        path = base / "crash.log"
-        with open(path, "a") as f:
-            f.write(f"--- rcahook {__version__} {' '.join(sys.argv)}\n{traceback.format_exc()}\n")
-        return str(path)
-    except OSError:
-        return "(could not write a log)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -361,10 +361,10 @@ def random_edit(sources: dict[str, Source], extra: dict[str, str], comp: str, rn
     start = 1 if f.body and f.body[0].startswith('"""') else 0
     comment = "//" if src.go else "#"
     if kind == "tune":
-        spots = [(i, new) for i, line in enumerate(f.body) if (new := _tune(line, rng))]
-        if not spots:
+        tunable = [(i, new) for i, line in enumerate(f.body) if (new := _tune(line, rng))]
+        if not tunable:
             return None
-        i, new = rng.choice(spots)
+        i, new = rng.choice(tunable)
         f.body[i] = new
     elif kind == "log" and f.param:
         call = f'log.Printf("{f.name}: {f.param}=%v", {f.param})' if src.go else \

@@ -1,6 +1,11 @@
 """One error hierarchy; the CLI maps each class to its exit code and prints the message."""
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+from pathlib import Path
+
 
 class RcahookError(Exception):
     """Base class: the message names what was given, what was expected and what to do."""
@@ -87,3 +92,19 @@ class BisectError(RcahookError):
     the command cannot be run; the message says which and what to do."""
 
     exit_code = 24
+
+
+def log_crash() -> str:
+    """Append the current exception's traceback to the user's crash log; its path (for the one line
+    an internal error prints), or why there is none."""
+    from rcahook import __version__
+
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rcahook"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = base / "crash.log"
+        with open(path, "a") as f:
+            f.write(f"--- rcahook {__version__} {' '.join(sys.argv)}\n{traceback.format_exc()}\n")
+        return str(path)
+    except OSError:
+        return "(could not write a log)"

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode, options = args[0], args[1:]
     captured = io.StringIO()  # rcahook's own lines, held back until the outcome is known
     failure = None
-    code: object = None
+    code: int | None = None
     try:
         with redirect_stderr(captured):
             from rcahook.cli import main as cli_main

@@ -22,11 +22,14 @@ class Progress:
     @contextmanager
     def task(self, description: str, *, total: int | None) -> Iterator[Callable[[int], None]]:
         if not self.enabled or not total:
-            yield lambda n=1: None
+            def ignore(n: int = 1) -> None:
+                pass
+
+            yield ignore
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
 
         with RichProgress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -34,4 +37,8 @@ class Progress:
             console=Console(stderr=True), transient=True,
         ) as bar:
             task_id = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task_id, n)
+
+            def advance(n: int = 1) -> None:
+                bar.advance(task_id, n)
+
+            yield advance

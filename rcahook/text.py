@@ -21,6 +21,12 @@ _IDENT_PART = re.compile(
 )
 _IDENT_CHUNK = re.compile(r"[A-Za-z0-9]+")
 
+# A path of documentation, tests or CI: the `doc_share` features of the ranker and the risk
+# model, and where the scan looks last.
+DOC_PATH = re.compile(
+    r"(^|/)(docs?|man|tests?|testsuite|test cases|unittests|ci|\.github|\.gitlab)/"
+    r"|\.(md|rst|txt|ya?ml|adoc)$|(^|/)(NEWS|README|ChangeLog|CHANGELOG)[^/]*$", re.IGNORECASE)
+
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased alphanumeric tokens of 2+ characters, in order, repeats kept."""

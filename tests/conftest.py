@@ -67,7 +67,7 @@ class GitRepo:
                 self.write(rel, content)
         self.git("add", "-A")
         self._tick += 1
-        when = date or f"2024-01-01T00:00:00+00:00"
+        when = date or "2024-01-01T00:00:00+00:00"
         env = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
         if date is None:
             # strictly increasing times keep `git log` order deterministic

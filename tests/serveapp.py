@@ -5,11 +5,11 @@ import json
 import types
 from pathlib import Path
 
-from rcahook.rca import feedback as fb
-from rcahook.index import store
 from rcahook.demo import generate
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.indexer import index_repository
+from rcahook.rca import feedback as fb
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 

@@ -290,7 +290,6 @@ def test_cli_resume_with_other_settings_is_refused(planted_repo, capsys, tmp_pat
 
 
 def test_cli_text_and_report(planted_repo, capsys, tmp_path):
-    pytest.importorskip("matplotlib")
     repo, c = planted_repo
     report = tmp_path / "out" / "bt.md"
     capsys.readouterr()

@@ -5,8 +5,17 @@ from fractions import Fraction
 import pytest
 
 from rcahook.backtest.metrics import (
-    THRESHOLDS, Outcome, abstention_table, coverage_curve, harmonic, mrr, percentile, random_summary,
-    summarize, threshold_for_precision, top_k,
+    THRESHOLDS,
+    Outcome,
+    abstention_table,
+    coverage_curve,
+    harmonic,
+    mrr,
+    percentile,
+    random_summary,
+    summarize,
+    threshold_for_precision,
+    top_k,
 )
 
 RANKS = [1, 3, None, 10, 6]

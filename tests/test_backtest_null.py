@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_backtest import WINDOW, planted
 
 from rcahook.backtest.mine import Investigation
 from rcahook.backtest.run import null_investigations
 from rcahook.cli import main
 from rcahook.errors import BadInputError, ConfigError
+from test_backtest import WINDOW, planted
 
 ELSEWHERE = ["meson: ninja backend regenerates on every build", "libdrgn: python: crash on stack trace of core",
              "# a comment line, skipped", "", "vs2010 backend: wrong pdb path for shared modules"]

@@ -7,8 +7,8 @@ import pytest
 
 from rcahook.backtest.risk import default_split, popt, recall_at_effort, roc_auc, run_risk
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
 from rcahook.index.store import default_db_path
 
 DAY = 86400

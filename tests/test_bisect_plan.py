@@ -8,8 +8,20 @@ import random
 import numpy as np
 import pytest
 
-from rcahook.bisect.plan import (BAD, BAD_NOT_BAD, CHECK_BAD, CHECK_GOOD, FOUND, GOOD, GOOD_NOT_GOOD, ONLY_SKIPPED,
-                                 SKIP, Plan, _fit_ends, plain_depths)
+from rcahook.bisect.plan import (
+    BAD,
+    BAD_NOT_BAD,
+    CHECK_BAD,
+    CHECK_GOOD,
+    FOUND,
+    GOOD,
+    GOOD_NOT_GOOD,
+    ONLY_SKIPPED,
+    SKIP,
+    Plan,
+    _fit_ends,
+    plain_depths,
+)
 from rcahook.bisect.prior import prior_masses, uniform
 from rcahook.bisect.run import RunResult, verdict_for
 from rcahook.bisect.search import replay_lines, run_search

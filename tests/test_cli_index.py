@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rcahook.index import store
 from rcahook.cli import main
+from rcahook.index import store
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

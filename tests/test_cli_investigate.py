@@ -8,13 +8,12 @@ import sqlite3
 import types
 from pathlib import Path
 
+import jsonschema
 import pytest
 from clirun import rcahook
 
 from rcahook.demo import generate
 from rcahook.rca.report import JSON_SCHEMA, SCHEMA_VERSION
-
-jsonschema = pytest.importorskip("jsonschema")
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +202,7 @@ def test_unreachable_model_server_fails_when_strict(demo):
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    transformers = pytest.importorskip("transformers")
+    import transformers
     from tinyllama import save_tiny_llama
 
     from rcahook.llm.embedded import embedded_model_dir

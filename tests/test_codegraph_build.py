@@ -4,11 +4,12 @@ import textwrap
 
 import pytest
 
-from rcahook.index import store
-from rcahook.codegraph import build, graph as graph_module
+from rcahook.codegraph import build
+from rcahook.codegraph import graph as graph_module
 from rcahook.codegraph.build import graph_files_at, update_graph
 from rcahook.codegraph.graph import CodeGraph, graph_at, load_graph
 from rcahook.codegraph.parse import parse_source
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 
 
@@ -248,6 +249,10 @@ def test_parallel_cold_build_matches_serial(repo, conn, monkeypatch):
     repo.commit("many", files)
     r = Repo(repo.path)
     monkeypatch.setattr(build, "PARALLEL_MIN_BLOBS", 8)
+    from test_codegraph_history import _recording_pools
+
+    pools = _recording_pools(monkeypatch)
     state = update_graph(conn, r, "HEAD", jobs=2)
+    assert [pool.parallel for pool in pools] == [True]  # parsed in worker processes
     assert (state.files, state.defs, state.parsed) == (80, 80, 80)
     assert state.edges == 80 + 80

@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from rcahook.index import store
 from rcahook.codegraph import build
-from rcahook.codegraph.touched import update_touched
 from rcahook.codegraph.parse import _hunk_edits, parse_source
+from rcahook.codegraph.touched import update_touched
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
 
 
 def _src(text: str) -> str:
@@ -286,9 +286,27 @@ def test_binary_oversize_and_unsupported_files_are_skipped(repo, monkeypatch):
     conn.close()
 
 
+def _recording_pools(monkeypatch) -> list:
+    """The worker pools the code graph creates from now on (real ones, only remembered)."""
+    from rcahook.codegraph import build
+    from rcahook.pool import WorkerPool
+
+    made = []
+
+    class Recorded(WorkerPool):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(build, "WorkerPool", Recorded)
+    return made
+
+
 def test_parallel_workers_give_the_same_rows(repo, monkeypatch):
     for i in range(40):
-        repo.commit(f"c{i}", {f"m{i % 7}.py": "".join(f"def f{j}():\n    return {i * j}\n\n\n" for j in range(i % 5 + 1))})
+        # the module's name in it: no two files share a version, so they are separate tasks
+        body = f"# m{i % 7}\n" + "".join(f"def f{j}():\n    return {i * j}\n\n\n" for j in range(i % 5 + 1))
+        repo.commit(f"c{i}", {f"m{i % 7}.py": body})
     serial = _index(repo, graph=False)
     conn = store.open_index(serial)
     update_touched(conn, Repo(repo.path), jobs=1)
@@ -297,7 +315,9 @@ def test_parallel_workers_give_the_same_rows(repo, monkeypatch):
     conn.execute("DELETE FROM blob_parse")
     conn.execute("UPDATE commits SET defs_done=0")
     monkeypatch.setattr("rcahook.codegraph.touched.PARALLEL_MIN_BLOBS", 0)  # workers even for this little
+    pools = _recording_pools(monkeypatch)
     update_touched(conn, Repo(repo.path), jobs=2)
+    assert [pool.parallel for pool in pools] == [True]  # the rows did come from worker processes
     assert sorted(conn.execute("SELECT * FROM touched")) == rows
     conn.close()
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
-from clirun import rcahook
 
-from rcahook.rca.confidence import (CALIBRATION_VERSION, INPUTS, Calibration, Signals, calibration_document,
-                                fit_evidence, fit_platt, load_calibration, shipped_calibration)
+from clirun import rcahook
 from rcahook.demo import generate
 from rcahook.errors import ConfigError
+from rcahook.rca.confidence import (
+    CALIBRATION_VERSION,
+    INPUTS,
+    Calibration,
+    Signals,
+    calibration_document,
+    fit_evidence,
+    fit_platt,
+    load_calibration,
+    shipped_calibration,
+)
 from rcahook.rca.investigate import DEFAULT_MIN_CONFIDENCE
 
 
@@ -96,8 +105,11 @@ def test_unknown_or_malformed_calibration_is_refused_with_the_fix(tmp_path):
 
 
 def test_fitted_gate_round_trips_through_its_versioned_file(tmp_path):
-    real = [Signals(mass=0.9, title_match_window=t, title_match_first=t, text_best=2 * t) for t in (0.6, 0.8, 0.9, 1.0, 0.7, 0.95)]
-    null = [Signals(mass=0.9, title_match_window=t, title_match_first=t, text_best=2 * t) for t in (0.0, 0.1, 0.2, 0.3, 0.65)]
+    def signals(t: float) -> Signals:
+        return Signals(mass=0.9, title_match_window=t, title_match_first=t, text_best=2 * t)
+
+    real = [signals(t) for t in (0.6, 0.8, 0.9, 1.0, 0.7, 0.95)]
+    null = [signals(t) for t in (0.0, 0.1, 0.2, 0.3, 0.65)]
     gate = fit_evidence(real + null, [True] * len(real) + [False] * len(null))
     assert gate(real[3]) > 0.5 > gate(null[0])
     cal = fit_platt([0.9, 0.8, 0.3, 0.95, 0.2, 0.6], [True, True, False, True, False, True])

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.config import load_config, tomllib, user_config_path
 from rcahook.errors import ConfigError
 

@@ -9,10 +9,10 @@ import sys
 import types
 
 import pytest
-from clirun import rcahook
 
-from rcahook.rca import feedback as fb
+from clirun import rcahook
 from rcahook.errors import BadInputError, NotFoundError
+from rcahook.rca import feedback as fb
 
 CANDIDATES = [f"{i:x}" * 40 for i in range(1, 7)]  # "111...1", "222...2", ...
 OUTSIDER = "a" * 40

@@ -9,7 +9,6 @@ import pytest
 from rcahook.errors import EmptyRepositoryError, NotARepositoryError, UnknownRevisionError
 from rcahook.index.gitrepo import Repo, decode_path, decode_text, parse_trailers, split_message
 
-
 # -- messages ------------------------------------------------------------------------------------
 
 def test_split_message_subject_body_trailers():

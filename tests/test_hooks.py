@@ -411,8 +411,7 @@ def test_readme_snippet_runs_in_a_fresh_repository(repo, tmp_path):
     """The README's snippet with `repo:` a clone's path and `rev:` its sha, as the README says:
     pre-commit clones it, pip-installs rcahook into its own virtualenv and runs the hook on a push."""
     pre_commit = shutil.which("pre-commit", path=str(BIN))
-    if pre_commit is None:
-        pytest.skip("pre-commit is not installed (the test extra has it)")
+    assert pre_commit is not None, f"pre-commit is not in {BIN}: the test extra declares it (make setup)"
     rr.build_history(repo)
     rr.add_remote(repo, tmp_path)
     rr.index(repo)

@@ -130,16 +130,25 @@ def test_error_names_file_field_and_example(tmp_path):
         ({"title": "  "}, "incident: field 'title' must be a non-empty string, got a string ('  ')"),
         ({"title": 5}, "incident: field 'title' must be a non-empty string, got a number (5); quote it in YAML"),
         ({"title": "t", "description": ["a"]}, "incident: field 'description' must be a string, got a list"),
-        ({"title": "t", "at": 1234567}, "incident: field 'at' must be a string, got a number (1234567); quote it in YAML"),
-        ({"title": "t", "time": 1714564800}, "incident: field 'time' must be ISO 8601 (e.g. 2024-05-01T12:00:00Z), got a number (1714564800)"),
+        ({"title": "t", "at": 1234567},
+         "incident: field 'at' must be a string, got a number (1234567); quote it in YAML"),
+        ({"title": "t", "time": 1714564800},
+         "incident: field 'time' must be ISO 8601 (e.g. 2024-05-01T12:00:00Z), got a number (1714564800)"),
         ({"title": "t", "since": "two weeks"}, "incident: field 'since' must be a duration such as '14d'"),
-        ({"title": "t", "since": 14}, "incident: field 'since' must be a duration such as '14d', '36h', '2w', '90m' or '1d12h', got a number (14)"),
-        ({"title": "t", "window": 0}, "incident: field 'window' must be a positive whole number of commits, got a number (0)"),
-        ({"title": "t", "window": True}, "incident: field 'window' must be a positive whole number of commits, got a boolean (True)"),
-        ({"title": "t", "window": "50"}, "incident: field 'window' must be a positive whole number of commits, got a string ('50')"),
-        ({"title": "t", "impacted_paths": "ip/ip.c"}, "incident: field 'impacted_paths' must be a list of non-empty strings, got a string"),
-        ({"title": "t", "services": ["api", 3]}, "incident: field 'services' must be a list of non-empty strings, got a list"),
-        ({"title": "t", "stack_trace": {"a": 1}}, "incident: field 'stack_trace' must be a string or a list of lines (strings), got a mapping"),
+        ({"title": "t", "since": 14},
+         "incident: field 'since' must be a duration such as '14d', '36h', '2w', '90m' or '1d12h', got a number (14)"),
+        ({"title": "t", "window": 0},
+         "incident: field 'window' must be a positive whole number of commits, got a number (0)"),
+        ({"title": "t", "window": True},
+         "incident: field 'window' must be a positive whole number of commits, got a boolean (True)"),
+        ({"title": "t", "window": "50"},
+         "incident: field 'window' must be a positive whole number of commits, got a string ('50')"),
+        ({"title": "t", "impacted_paths": "ip/ip.c"},
+         "incident: field 'impacted_paths' must be a list of non-empty strings, got a string"),
+        ({"title": "t", "services": ["api", 3]},
+         "incident: field 'services' must be a list of non-empty strings, got a list"),
+        ({"title": "t", "stack_trace": {"a": 1}},
+         "incident: field 'stack_trace' must be a string or a list of lines (strings), got a mapping"),
         ({"title": "t", "since": "7d", "window": 10}, "incident: fields 'since' and 'window' both given"),
     ],
 )
@@ -277,7 +286,7 @@ def test_merge_time_and_single_string_sequence():
 
 def test_merge_rejects_unknown_fields():
     with pytest.raises(TypeError, match="colour"):
-        merge(BASE, colour="red")
+        merge(BASE, colour="red")  # type: ignore[call-arg]
 
 
 def test_examples_in_the_docs_load(tmp_path):

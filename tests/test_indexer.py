@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
-from rcahook.index import store
 from rcahook.errors import EmptyRepositoryError, IndexLockedError, UnknownRevisionError
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
 from test_gitrepo import history_with_merges
 
 

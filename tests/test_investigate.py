@@ -1,8 +1,6 @@
 """The investigation pipeline on small throw-away repositories with a planted culprit."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 from datetime import datetime, timedelta, timezone
 
@@ -11,9 +9,9 @@ import pytest
 from rcahook.config import Config, parse_config
 from rcahook.errors import BadInputError, EmptySearchSpaceError, NotFoundError, UnknownRevisionError
 from rcahook.index.gitrepo import Repo
+from rcahook.index.indexer import index_repository
 from rcahook.index.reader import History
 from rcahook.rca.incident import Incident
-from rcahook.index.indexer import index_repository
 from rcahook.rca.investigate import Options, _simple_name, investigate, options_from
 from rcahook.rca.reasons import human_age, relative_age
 from rcahook.rca.report import to_json

@@ -9,6 +9,7 @@ import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jsonschema
 import pytest
 from clirun import rcahook
 
@@ -18,7 +19,6 @@ from rcahook.llm.prompt import ANSWER_PREFIX, Prompt
 from rcahook.llm.remote import RemoteBackend
 from rcahook.rca.report import JSON_SCHEMA
 
-jsonschema = pytest.importorskip("jsonschema")
 
 PROMPT = Prompt(system="You rank changes.", user="## Change K\n> subject: x\n## Change C\n> subject: y",
                 answer_prefix=ANSWER_PREFIX, labels=("K", "C", "P"), keys=("k1", "k2", "k3"))

@@ -6,7 +6,10 @@ import os
 import random
 from pathlib import Path
 
+import peft
 import pytest
+import torch
+import transformers
 
 from rcahook.errors import BadInputError, ModelAnswerError, ModelUnavailableError
 from rcahook.llm import load_backend
@@ -16,9 +19,6 @@ from rcahook.llm.prompt import (
 )
 from rcahook.llm.rank import election_rank, logprob_rank
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
 
 # peft (not rcahook) calls a deprecated transformers API while building test adapters.
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
@@ -262,7 +262,6 @@ def test_election_with_a_model_that_names_no_label_is_unusable(tiny_llama):
 
 
 def test_nan_logits_are_an_unusable_answer(tiny_llama):
-    torch = pytest.importorskip("torch")
     backend = load_backend(str(tiny_llama))
     with torch.no_grad():  # a broken checkpoint: NaN weights give NaN logits
         backend.model.lm_head.weight.fill_(float("nan"))

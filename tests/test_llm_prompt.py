@@ -8,8 +8,19 @@ import sys
 import pytest
 
 from rcahook.llm.prompt import (
-    ANSWER_PREFIX, LABELS, MAX_CANDIDATES, QUOTE, CandidateView, IncidentView, approx_tokens, first_line,
-    assign_labels, build_prompt, neutralize, parse_labels, render_plain,
+    ANSWER_PREFIX,
+    LABELS,
+    MAX_CANDIDATES,
+    QUOTE,
+    CandidateView,
+    IncidentView,
+    approx_tokens,
+    assign_labels,
+    build_prompt,
+    first_line,
+    neutralize,
+    parse_labels,
+    render_plain,
 )
 
 INCIDENT = IncidentView(

@@ -141,7 +141,7 @@ def _model_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def smollm(tmp_path_factory):
-    torch = pytest.importorskip("torch")
+    import torch
     torch.set_num_threads(min(4, torch.get_num_threads()))
     from rcahook.llm import load_backend
 

@@ -46,7 +46,7 @@ def investigate(repo, *args: str):
 
 
 def html_of(markdown: str) -> str:
-    markdown_it = pytest.importorskip("markdown_it")
+    import markdown_it
     return markdown_it.MarkdownIt("commonmark").enable("table").render(markdown)
 
 

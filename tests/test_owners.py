@@ -5,10 +5,16 @@ import subprocess
 import pytest
 
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
-from rcahook.index.owners import (DEFAULT_WEIGHTING, OwnershipModel, Weighting, codeowners_for, history_owners,
-                            normalize_path)
+from rcahook.index.owners import (
+    DEFAULT_WEIGHTING,
+    OwnershipModel,
+    Weighting,
+    codeowners_for,
+    history_owners,
+    normalize_path,
+)
+from rcahook.index.reader import History
 
 DAY = 86400
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z

@@ -132,7 +132,7 @@ def test_many_commits_go_through_worker_processes(make_repo, tmp_path):
 
 
 def test_worker_errors_cross_back_as_plain_errors(history):
-    from rcahook.codegraph.build import _plain_errors
+    from rcahook.pool import _plain_errors
     from rcahook.index.indexer import _worker_rows
 
     src, _, _ = history
@@ -149,5 +149,5 @@ def test_worker_errors_cross_back_as_plain_errors(history):
         raise Unpicklable(f"bad {task}")
 
     with pytest.raises(RepositoryReadError) as caught:
-        _plain_errors(fail, 7)
+        _plain_errors(fail, "building the code graph", RepositoryReadError, 7)
     assert "Unpicklable: bad 7" in str(pickle.loads(pickle.dumps(caught.value)))

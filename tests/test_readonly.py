@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from clirun import rcahook
 
 _CAPS = "-dac_override,-dac_read_search"

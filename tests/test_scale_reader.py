@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from rcahook.index import reader as history_module
 from rcahook.index import indexer as indexer_module
+from rcahook.index import reader as history_module
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,7 +203,7 @@ def test_unknown_link_is_resolved_by_the_new_commit_only(repo):
 def test_unpushed_past_the_cap_is_the_newest_by_time(repo):
     # no remote-tracking branch at all: every commit is unpushed; the newest 100 are taken
     # from a streaming walk instead of a topological sort of the whole history
-    from rcahook.commands.scan import MAX_UNPUSHED, resolve_range
+    from rcahook.risk.pushrange import MAX_UNPUSHED, resolve_range
 
     stream = []
     for i in range(MAX_UNPUSHED + 20):  # one fast-import: 120 `git commit`s take minutes on a busy machine
@@ -213,3 +213,34 @@ def test_unpushed_past_the_cap_is_the_newest_by_time(repo):
     got = resolve_range(Repo(repo.path), range_=None, from_=None, to=None, hook=None, remote=None)
     assert got.capped
     assert list(got.shas) == repo.git("rev-list", f"--max-count={MAX_UNPUSHED}", "HEAD").split()
+
+
+def test_backtest_results_are_the_same_for_any_jobs(mono, tmp_path):
+    # the generated repository has dozens of `Fixes:` investigations; 1 and 3 worker
+    # processes must write the same outcomes, in the same order
+    from rcahook.cli import main
+
+    path, _ = mono
+    lines = {}
+    for jobs in (1, 3):
+        out = tmp_path / f"j{jobs}.jsonl"
+        code = main(["backtest", "--repo", str(path), "--db", str(tmp_path / "ix.sqlite"), "--window", "60",
+                     "--jobs", str(jobs), "--output", str(out), "--format", "json"])
+        assert code == 0
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        lines[jobs] = [(r["fix"], r["ranker"], r["rank"], r.get("raw"), r.get("signals"))
+                       for r in rows if r["type"] == "result"]
+    assert len({fix for fix, *_ in lines[1]}) >= 5
+    assert lines[1] == lines[3]
+
+
+def test_culprits_of_a_window_are_the_whole_maps_restriction(mono):
+    path, db = mono
+    history = History.open(db)
+    try:
+        everything = history.culprit_of()
+        window = history.rev_list(git(path, "rev-parse", "HEAD"), max_count=120)
+        part = history.culprit_of(window)
+        assert part and list(part.items()) == [(f, c) for f, c in everything.items() if f in set(window)]
+    finally:
+        history.close()

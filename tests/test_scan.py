@@ -10,10 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 import riskrepo as rr
+from clirun import rcahook as run_cli
 from rcahook.cli import cli
-from rcahook.commands.scan import MAX_UNPUSHED, ZERO, skip_reason
+from rcahook.commands.scan import skip_reason
 from rcahook.hook_entry import EXIT_VERDICT
 from rcahook.index.store import default_db_path
+from rcahook.risk.pushrange import MAX_UNPUSHED, ZERO
 
 
 @pytest.fixture
@@ -172,6 +174,10 @@ def test_internal_error_passes_unless_strict(project, monkeypatch):
     result = scan(repo, "--fail-above", "0.0001")
     assert result.exit_code == 0
     assert "internal error ZeroDivisionError: planted" in result.output
+    # --strict: the same error fails the command, through the CLI's own mapping of a bug
+    strict = run_cli("scan", "--repo", str(repo.path), "--fail-above", "0.0001", "--strict")
+    assert strict.code == 70
+    assert "internal error: ZeroDivisionError: planted" in strict.err and "passed without a verdict" not in strict.err
 
 
 @pytest.mark.parametrize("env, skipped", [
@@ -207,7 +213,7 @@ def test_hook_path_imports_no_heavy_libraries(project):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=rr.hook_env())
     assert out.returncode == 0, out.stderr
     modules = set(json.loads(out.stdout.split("MODULES", 1)[1]))
-    assert "rcahook.risk.model" in modules  # the scan did run
+    assert "rcahook.risk.state" in modules  # the scan did run
     heavy = {"torch", "transformers", "sklearn", "matplotlib", "peft", "scipy"}
     assert not heavy & {m.split(".")[0] for m in modules}
 
@@ -320,8 +326,8 @@ def test_foreign_or_old_state_is_rebuilt(project, tamper, said):
 
 def test_state_parts_round_trip(project):
     from rcahook.index.reader import History
-    from rcahook.risk.model import RISK_FEATURES, RiskHistory, load_facts
-    from rcahook.risk.scan import history_state
+    from rcahook.risk.facts import load_facts
+    from rcahook.risk.state import RISK_FEATURES, RiskHistory, history_state
 
     repo, _ = project
     history = History.open(default_db_path(repo.path / ".git"))
@@ -339,7 +345,7 @@ def test_state_parts_round_trip(project):
 
 def test_read_only_index_still_scans_and_says_so_once(project):
     """A connection that cannot write (as on a read-only repository): computed, used, not saved."""
-    from rcahook.risk.scan import NOT_SAVED, history_state, load_state
+    from rcahook.risk.state import NOT_SAVED, history_state, load_state
 
     repo, _ = project
     db = default_db_path(repo.path / ".git")

@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import pytest
+
 from serveapp import indexed_demo, verdicts_in_store
 
 
@@ -55,9 +56,9 @@ def chromium():
 def server(tmp_path):
     demo = indexed_demo(tmp_path / "repo")
     port = _free_port()
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "rcahook", "serve", "--repo", f"demo={demo.path}",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    with open(tmp_path / "serve.log", "w") as log:  # the service writes to its own copy of the file
+        proc = subprocess.Popen([sys.executable, "-m", "rcahook", "serve", "--repo", f"demo={demo.path}",
+                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -76,7 +77,6 @@ def server(tmp_path):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
 
 
 def test_a_responder_marks_the_root_cause_on_the_page(server, chromium):

@@ -23,7 +23,8 @@ from rcahook.text import (
 @pytest.mark.parametrize(
     ("source", "tokens"),
     [
-        ("ip route: fix NULL deref in parse_rtattr_flags()", ["ip", "route", "fix", "null", "deref", "in", "parse", "rtattr", "flags"]),
+        ("ip route: fix NULL deref in parse_rtattr_flags()",
+         ["ip", "route", "fix", "null", "deref", "in", "parse", "rtattr", "flags"]),
         ("a b c", []),
         ("x86_64 IPv6 v2.1", ["x86", "64", "ipv6", "v2"]),
         ("mtest: don't crash", ["mtest", "don", "crash"]),
@@ -87,7 +88,8 @@ def test_identifier_tokens_whole_then_parts():
 @pytest.mark.parametrize(
     ("subject", "cleaned"),
     [
-        ('ip: fix crash in ipaddr (regression from ("ip: add json output"))', "ip: fix crash in ipaddr (regression from )"),
+        ('ip: fix crash in ipaddr (regression from ("ip: add json output"))',
+         "ip: fix crash in ipaddr (regression from )"),
         ('tc: fix flower parsing ("tc: add flower ct_state")', "tc: fix flower parsing"),
         ("tc: fix flower parsing ('tc: add flower ct_state')", "tc: fix flower parsing"),
         ('mtest: restore timeout (broken since "mtest: rework timeouts")', "mtest: restore timeout (broken since )"),

@@ -6,8 +6,8 @@ import json
 import sqlite3
 
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.demo import generate
 from rcahook.rca.stacktrace import KEPT_TRACE_CHARS, MAX_FRAMES
 
@@ -29,7 +29,7 @@ def huge_trace(path, *, size: int = 5_000_000) -> int:
              "    charge = charge_customer(order.customer_id, total)"]
     frames, total = 1, 0
     while total < size:
-        line = f'  File "/srv/acme/services/billing/charge.py", line 19, in charge_customer'
+        line = '  File "/srv/acme/services/billing/charge.py", line 19, in charge_customer'
         lines += [line, "    return post_charge(session, customer_id, amount_cents, currency)"]
         total += len(line) + 70
         frames += 1

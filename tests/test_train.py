@@ -6,18 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import peft
 import pytest
+import torch
+import transformers
 
 from rcahook.cli import main
+from rcahook.errors import ConfigError
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
 from rcahook.train import data as td
 
 from test_train_data import CUT_AFTER, PAIRS, planted_history, shared_cache
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
 from safetensors.torch import load_file  # noqa: E402
 from tinyllama import save_tiny_llama  # noqa: E402
 
@@ -182,6 +183,33 @@ def test_features_only_fits_the_scorers_and_nothing_else(widget, tmp_path):
 
     assert describe_weights(Weights.load(tmp_path / "ix" / "weights.json"),
                             tmp_path / "ix" / "weights.json").cutoff_time == info["cutoff_time"]
+
+
+def test_evaluation_resumes_after_a_kill_and_refuses_other_settings(widget, tmp_path, capsys):
+    """`rcahook train --eval` appends to <output>/eval.jsonl: a rerun keeps what is there (the
+    line a kill cut short is redone), a rerun with other settings is refused, never overwritten."""
+    repo, c = widget
+    out = tmp_path / "feat"
+    args = ["train", "--repo", str(repo.path), "--db", str(tmp_path / "ix" / "ix.sqlite"), "--until", c["cut"],
+            "--features-only", "--eval", "--output", str(out)]
+    assert main(args) == 0
+    path = out / "eval.jsonl"
+    lines = path.read_text().splitlines()
+    first = [json.loads(line) for line in lines[1:]]
+    assert json.loads(lines[0])["type"] == "header" and first and all(r["type"] == "result" for r in first)
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:15])  # killed while writing the last one
+    assert main(args) == 0
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    keys = [(r["fix"], r["ranker"], r["model"]) for r in rows if r["type"] == "result"]
+    assert len(keys) == len(set(keys)) == len(first)  # only the cut record was made again
+    assert [r["type"] for r in rows].count("header") == 2
+    before = path.read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--eval-sample", "1"]) == ConfigError.exit_code
+    refusal = [line for line in capsys.readouterr().err.splitlines() if "eval.jsonl" in line]
+    assert len(refusal) == 1 and "sample=None" in refusal[0] and "sample=1" in refusal[0]
+    assert "--output" in refusal[0]
+    assert path.read_bytes() == before
 
 
 def test_bad_stages_and_steps_are_usage_errors(widget, tmp_path, tiny_llama):

@@ -5,16 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
+import transformers
 
 from rcahook.cli import main
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
 from rcahook.llm.prompt import ANSWER_PREFIX, parse_labels
 from rcahook.train import data as td
 from rcahook.train.card import DataConfig
-
-transformers = pytest.importorskip("transformers")
 
 # Text that exists only after the cut-off: it must appear in no dataset.
 LATE_WORD = "zebrafish"
@@ -160,7 +159,7 @@ def test_train_data_writes_the_three_formats(planted, tmp_path, embedded_tokeniz
 def test_prompts_are_the_election_rankers(planted, tmp_path, embedded_tokenizer):
     """An SFT prompt is what build_prompt makes for the same incident, candidates and labels."""
     from rcahook.llm.prompt import IncidentView, build_prompt
-    from rcahook.rca.ranking import RankerSpec, _candidate_views
+    from rcahook.rca.ranking import RankerSpec, candidate_views
 
     repo, c = planted
     history = index(repo, tmp_path / "ix.sqlite")
@@ -174,7 +173,7 @@ def test_prompts_are_the_election_rankers(planted, tmp_path, embedded_tokenizer)
     meta = row["meta"]
     assert meta["paths_shown"] and case.query.impacted_paths
     picks = [td._Pick(k, history.commit(k)) for k in meta["keys"]]
-    views = _candidate_views(history, picks, r.diff_text, RankerSpec())
+    views = candidate_views(history, picks, r.diff_text, RankerSpec())
     q = case.query
     expected = build_prompt(IncidentView(q.title, q.description[:600], tuple(q.impacted_paths[:6])), views,
                             labels=meta["labels"], picks=len(meta["answer"]), count_tokens=count)

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.index.gitrepo import Repo
 
 INCIDENT = ("--title", "parser drops the last token", "--window", "10")  # the commits are from 2024

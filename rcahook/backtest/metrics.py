@@ -76,7 +76,7 @@ def summarize(outcomes: Sequence[Outcome]) -> Summary:
         n=len(outcomes),
         top={k: top_k(ranks, k) for k in KS},
         mrr=mrr(ranks),
-        stage1_recall=sum(o.stage1 for o in staged) / len(staged) if staged else None,
+        stage1_recall=sum(bool(o.stage1) for o in staged) / len(staged) if staged else None,
         retrieved_mean=sum(o.retrieved or 0 for o in staged) / len(staged) if staged else None,
         seconds_mean=sum(seconds) / len(seconds) if seconds else 0.0,
         seconds_p90=percentile(seconds, 0.9),

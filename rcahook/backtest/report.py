@@ -5,12 +5,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from rcahook.backtest.metrics import (HIT_K, abstention_table, coverage_curve, random_summary,
-                                      summarize, threshold_for_precision)
+from rcahook.backtest.metrics import (
+    HIT_K,
+    abstention_table,
+    coverage_curve,
+    random_summary,
+    summarize,
+    threshold_for_precision,
+)
 from rcahook.backtest.mine import PROTOCOL_VERSION
 from rcahook.backtest.run import FEATURE_RANKERS, BacktestResult
-from rcahook.rca.confidence import Calibration, Signals, fit_platt, load_calibration, reliability
 from rcahook.errors import BadInputError
+from rcahook.rca.confidence import Calibration, Signals, fit_platt, load_calibration, reliability
 from rcahook.rca.retrieve import RetrievalConfig
 from rcahook.untrusted import md_text, term_text
 
@@ -218,10 +224,11 @@ def print_text(doc: dict) -> None:
         for row in confidence_rows(block):
             table.add_row(*row)
         out.print(table)
+        refit = block["refit"]
         out.print(Text(f"90% precision from threshold: {_threshold(block['threshold_90'])} "
                        f"(shipped calibration, {block['calibration']['info'].get('source', 'fitted')}); "
-                       f"{_threshold(block['refit']['threshold_90'])} (refit: a={block['refit']['calibration']['a']:.3f}, "
-                       f"b={block['refit']['calibration']['b']:.3f})"))
+                       f"{_threshold(refit['threshold_90'])} (refit: a={refit['calibration']['a']:.3f}, "
+                       f"b={refit['calibration']['b']:.3f})"))
     if doc["output"]:
         out.print(Text("\n" + term_text(f"results: {doc['output']}")
                        + (f" ({doc['resumed']} outcome(s) resumed)" if doc["resumed"] else "")))

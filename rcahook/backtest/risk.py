@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rcahook.errors import BadInputError, ConfigError, NotFoundError
 from rcahook.index.reader import History
-from rcahook.risk.model import RiskData, build_data, default_risk_model, fit_risk
+from rcahook.risk.model import default_risk_model
+from rcahook.risk.training import RiskData, build_data, fit_risk
 from rcahook.untrusted import md_text, term_text
 
 SCHEMA = "rcahook.backtest.risk/1"
@@ -38,10 +39,10 @@ EFFORT_SHARE = 0.2
 
 # --- metrics ------------------------------------------------------------------------------------
 
-def roc_auc(score: Sequence[float], y: Sequence[float]) -> float | None:
+def roc_auc(score: ArrayLike, y: ArrayLike) -> float | None:
     """Probability that a random root cause scores above a random other commit (ties: half)."""
-    s, y = np.asarray(score, dtype=np.float64), np.asarray(y, dtype=bool)
-    pos, neg = int(y.sum()), int((~y).sum())
+    s, labels = np.asarray(score, dtype=np.float64), np.asarray(y, dtype=bool)
+    pos, neg = int(labels.sum()), int((~labels).sum())
     if not pos or not neg:
         return None
     order = np.argsort(s, kind="mergesort")
@@ -54,7 +55,7 @@ def roc_auc(score: Sequence[float], y: Sequence[float]) -> float | None:
             j += 1
         ranks[order[i:j + 1]] = (i + j) / 2 + 1
         i = j + 1
-    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def _inspection_order(score: np.ndarray, effort: np.ndarray) -> np.ndarray:
@@ -62,16 +63,16 @@ def _inspection_order(score: np.ndarray, effort: np.ndarray) -> np.ndarray:
     return np.lexsort((effort, -score))
 
 
-def recall_at_effort(score: Sequence[float], y: Sequence[float], effort: Sequence[float], *,
+def recall_at_effort(score: ArrayLike, y: ArrayLike, effort: ArrayLike, *,
                      share: float = EFFORT_SHARE) -> float | None:
     """Share of root causes found by inspecting commits in score order until `share` of all
     changed lines have been read (a commit that would cross the line is not read)."""
-    s, y, e = (np.asarray(a, dtype=np.float64) for a in (score, y, effort))
-    if not y.sum():
+    s, labels, e = (np.asarray(a, dtype=np.float64) for a in (score, y, effort))
+    if not labels.sum():
         return None
     order = _inspection_order(s, e)
     read = np.cumsum(e[order]) <= share * e.sum()
-    return float(y[order][read].sum() / y.sum())
+    return float(labels[order][read].sum() / labels.sum())
 
 
 def _area(order: np.ndarray, y: np.ndarray, effort: np.ndarray) -> float:
@@ -81,16 +82,16 @@ def _area(order: np.ndarray, y: np.ndarray, effort: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (found[1:] + found[:-1]) / 2))
 
 
-def popt(score: Sequence[float], y: Sequence[float], effort: Sequence[float]) -> float | None:
+def popt(score: ArrayLike, y: ArrayLike, effort: ArrayLike) -> float | None:
     """Kamei et al.'s Popt: 1 - (optimal - model) / (optimal - worst) areas of the effort curve.
     Optimal reads root causes first, densest first; worst reads them last, sparsest last."""
-    s, y, e = (np.asarray(a, dtype=np.float64) for a in (score, y, effort))
-    if not y.sum() or y.sum() == len(y):
+    s, labels, e = (np.asarray(a, dtype=np.float64) for a in (score, y, effort))
+    if not labels.sum() or labels.sum() == len(labels):
         return None
-    density = y / e
-    optimal = _area(np.lexsort((e, -density)), y, e)
-    worst = _area(np.lexsort((-e, density)), y, e)
-    model = _area(_inspection_order(s, e), y, e)
+    density = labels / e
+    optimal = _area(np.lexsort((e, -density)), labels, e)
+    worst = _area(np.lexsort((-e, density)), labels, e)
+    model = _area(_inspection_order(s, e), labels, e)
     return float(1 - (optimal - model) / (optimal - worst)) if optimal > worst else None
 
 

@@ -11,27 +11,32 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rcahook.index import store
 from rcahook.backtest.baselines import BaselineRanker
 from rcahook.backtest.metrics import Outcome
 from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation, mine_investigations
-from rcahook.rca.confidence import SIGNALS_VERSION, raw_confidence, signals_for
-from rcahook.errors import BadInputError, ConfigError, ModelAnswerError
-from rcahook.rca.features import GraphHints, Query
+from rcahook.errors import BadInputError, ModelAnswerError, RcahookError
+from rcahook.index import store
 from rcahook.index.reader import History
+from rcahook.jsonl import ResultsFile
+from rcahook.pool import WorkerPool
 from rcahook.progress import Progress
-from rcahook.rca.ranking import Ranking, RankerSpec, rank
-from rcahook.rca.retrieve import graph_hints, needs_graph
+from rcahook.rca.confidence import SIGNALS_VERSION, raw_confidence, signals_for
+from rcahook.rca.features import GraphHints, Query
 from rcahook.rca.model import WEIGHTS_FILE, Weights, default_weights, load_weights
+from rcahook.rca.ranking import RankerSpec, Ranking, rank
+from rcahook.rca.retrieve import graph_hints, needs_graph
+
+if TYPE_CHECKING:
+    from rcahook.llm.backend import Backend
 
 FEATURE_RANKERS = ("features", "features-default")
 LLM_RANKERS = ("election", "logprob")
@@ -145,7 +150,7 @@ def null_investigations(chosen: Sequence[Investigation], mined: Sequence[Investi
         where = {inv.fix: j for j, inv in enumerate(mined)}
         picks = [mined[(where[inv.fix] + len(mined) // 2) % len(mined)].title for inv in chosen]
     out = []
-    for i, (inv, title) in enumerate(zip(chosen, picks)):
+    for inv, title in zip(chosen, picks):
         if title == inv.title:  # the same words in both places say nothing about abstaining
             title = next((t for t in (titles or [m.title for m in mined]) if t != inv.title), title)
         out.append(dataclasses.replace(inv, title=title, paths=(), own_title=inv.title))
@@ -174,7 +179,7 @@ class Replayer:
     (the History with its caches, the culprit links, the baselines' document cache)."""
 
     def __init__(self, history: History, *, track: str, weights: Weights, culprits: dict[str, str],
-                 default: Weights | None = None, load_backend: Callable[[], object] | None = None,
+                 default: Weights | None = None, load_backend: Callable[[], Backend] | None = None,
                  llm_top: int = 40, seed: int = 0, diff_text: Callable[[str], str] | None = None,
                  graph_at: Callable[[str], object] | None = None):
         self.history = history
@@ -185,7 +190,7 @@ class Replayer:
         self.default = default or default_weights()
         self.culprits = culprits
         self.load_backend = load_backend
-        self._backend: object | None = None
+        self._backend: Backend | None = None
         self.llm_top = llm_top
         self.seed = seed
         self.diff_text = diff_text
@@ -193,7 +198,7 @@ class Replayer:
         self.fallbacks: dict[str, list[str]] = {}  # LLM ranker -> why each unusable answer fell back
 
     @property
-    def backend(self) -> object:
+    def backend(self) -> Backend:
         """Loaded on first use, so a resumed run whose LLM outcomes are all stored loads nothing."""
         if self._backend is None:
             assert self.load_backend is not None, "LLM rankers need a load_backend"
@@ -282,68 +287,26 @@ def ranker_config(ranker: str, settings: Settings, weights: WeightsInfo, default
 
 
 _GLOBAL_KEYS = ("protocol", "head", "window", "track", "null_titles")
+RESUME_FIX = "resume with the same settings, or drop --resume (or pass another --output) to start afresh"
 
 
-class ResultsFile:
-    """JSONL: header lines (one per run) recording settings, then one line per outcome."""
-
-    def __init__(self, path: Path, header: dict):
-        self.path = path
-        self.header = header
-        self.done: dict[tuple[str, str], Outcome] = {}
-
-    def load(self) -> None:
-        """Read back a previous run's outcomes; its settings must match this run's."""
-        if not self.path.exists():
-            return
-        configs: dict[str, dict] = {}
-        for lineno, line in enumerate(self.path.read_text().splitlines(), start=1):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by an interrupted run; it is redone
-            if row.get("type") == "header":
-                for key in _GLOBAL_KEYS:
-                    if row.get(key) != self.header[key]:
-                        raise ConfigError(
-                            f"{self.path} line {lineno} was written with {key}={row.get(key)!r}, this run has "
-                            f"{key}={self.header[key]!r}; resume with the same settings, or drop --resume "
-                            "(or pass another --output) to start afresh")
-                configs.update(row.get("rankers", {}))
-            elif row.get("type") == "result":
-                self.done[(row["fix"], row["ranker"])] = Outcome(
-                    row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"),
-                    row.get("stage1"), row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"))
-        for ranker, config in self.header["rankers"].items():
-            if ranker in configs and configs[ranker] != config:
-                raise ConfigError(
-                    f"{self.path} holds {ranker} results made with {configs[ranker]}, this run uses {config}; "
-                    "resume with the same weights and model settings, or drop --resume to start afresh")
-
-    def open(self, *, resume: bool):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.path.exists():
-            _drop_partial_line(self.path)
-            f = open(self.path, "a")
-        else:
-            f = open(self.path, "w")
-        f.write(json.dumps(self.header) + "\n")
-        f.flush()
-        return f
+def results_file(path: Path, header: dict) -> ResultsFile:
+    """Header lines (one per run) recording settings, then one line per outcome; each ranker's
+    config (weights, model settings) is checked only when an earlier run measured it too."""
+    return ResultsFile(path, header, checked=_GLOBAL_KEYS, parts="rankers", fix=RESUME_FIX)
 
 
-def _drop_partial_line(path: Path) -> None:
-    """An interrupted write can leave half a line; appending after it would spoil the next."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+def stored_outcomes(records: Sequence[dict]) -> dict[tuple[str, str], Outcome]:
+    return {(row["fix"], row["ranker"]): Outcome(
+        row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"), row.get("stage1"),
+        row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"))
+        for row in records if row.get("type") == "result"}
 
 
-def outcome_line(o: Outcome) -> str:
-    return json.dumps({"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank,
-                       "window": o.window, "retrieved": o.retrieved, "stage1": o.stage1,
-                       "seconds": round(o.seconds, 4), "raw": o.raw, "signals": o.signals})
+def outcome_record(o: Outcome) -> dict:
+    return {"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank, "window": o.window,
+            "retrieved": o.retrieved, "stage1": o.stage1, "seconds": round(o.seconds, 4), "raw": o.raw,
+            "signals": o.signals}
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -392,34 +355,46 @@ def _worker_outcomes(job: tuple[Investigation, tuple[str, ...]]) -> dict[str, Ou
     return {ranker: _worker[0].outcome(inv, ranker) for ranker in rankers}
 
 
-def _replay(replayer: Replayer, investigations: Sequence[Investigation], stored: Sequence[str],
-            done: dict, *, jobs: int) -> Iterator[tuple[Investigation, dict[str, Outcome]]]:
-    """Each investigation with the outcomes still to compute, in order whatever `jobs`: an
-    outcome depends on its investigation alone, so N worker processes give what one does."""
-    work = [(inv, tuple(r for r in stored if (inv.fix, r) not in done)) for inv in investigations]
-    todo = [job for job in work if job[1]]
-    if jobs <= 1 or len(todo) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        for inv, rankers in work:
-            yield inv, {ranker: replayer.outcome(inv, ranker) for ranker in rankers}
-        return
+def _work(investigations: Sequence[Investigation], stored: Sequence[str],
+          done: dict) -> list[tuple[Investigation, tuple[str, ...]]]:
+    """Each investigation with the rankers whose outcome is still to compute."""
+    return [(inv, tuple(r for r in stored if (inv.fix, r) not in done)) for inv in investigations]
+
+
+@contextmanager
+def _replay_pool(replayer: Replayer, stored: Sequence[str], todo: int, *, jobs: int) -> Iterator[WorkerPool]:
+    """Workers forked now, before the progress bar's thread, each inheriting the replayer (its
+    History and callbacks cannot be pickled); with another thread already running, the
+    replay runs here instead (see rcahook.pool)."""
     global _worker
     _worker = (replayer, stored)
     db_path = replayer.history.conn.execute("PRAGMA database_list").fetchone()[2]
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_worker_start, initargs=(db_path,)) as pool:
-            computed = pool.map(_worker_outcomes, todo, chunksize=4)
-            for inv, rankers in work:
-                yield inv, next(computed) if rankers else {}
+        with WorkerPool(jobs if todo >= 2 else 1, what="replaying an investigation", error=RcahookError,
+                        initializer=_worker_start, initargs=(db_path,), inherit=True) as pool:
+            yield pool
     finally:
         _worker = None
+
+
+def _replay(replayer: Replayer, work: Sequence[tuple[Investigation, tuple[str, ...]]],
+            pool: WorkerPool) -> Iterator[tuple[Investigation, dict[str, Outcome]]]:
+    """Each investigation with the outcomes still to compute, in order whatever the pool: an
+    outcome depends on its investigation alone, so N worker processes give what one does."""
+    if not pool.parallel:
+        for inv, rankers in work:
+            yield inv, {ranker: replayer.outcome(inv, ranker) for ranker in rankers}
+        return
+    computed = pool.map(_worker_outcomes, [job for job in work if job[1]])
+    for inv, rankers in work:
+        yield inv, next(computed) if rankers else {}
 
 
 def run_backtest(history: History, *, repository: str, head: str, settings: Settings,
                  index_dir: Path | None, output: Path, resume: bool = False, jobs: int = 1,
                  null_titles: Sequence[str] | None = None,
                  diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
-                 load_backend: Callable[[], object] | None = None,
+                 load_backend: Callable[[], Backend] | None = None,
                  graph_at: Callable[[str], object] | None = None) -> BacktestResult:
     weights_path = index_dir / WEIGHTS_FILE if index_dir is not None else None
     learned = weights_path is not None and weights_path.is_file()
@@ -442,9 +417,8 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
               "null_titles": null_fingerprint(null_titles) if settings.track == "null" else None,
               "rankers": {r: ranker_config(r, settings, winfo, dinfo) for r in stored},
               "started": int(time.time())}
-    results = ResultsFile(output, header)
-    if resume:
-        results.load()
+    results = results_file(output, header)
+    done = stored_outcomes(results.load()) if resume else {}
     replayer = Replayer(history, track=settings.track, weights=weights, default=default,
                         culprits=history.culprit_of(), load_backend=load_backend, llm_top=settings.llm_top,
                         seed=settings.seed, diff_text=diff_text, graph_at=graph_at)
@@ -453,17 +427,18 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
     progress = progress or Progress(enabled=False)
     if set(stored) & set(LLM_RANKERS):
         jobs = 1  # one model (or server) and its fallbacks notes: replayed in this process
-    with results.open(resume=resume) as f, progress.task(f"backtest ({len(investigations)} investigations)",
-                                                         total=len(investigations)) as advance:
-        for inv, computed in _replay(replayer, investigations, stored, results.done, jobs=jobs):
+    work = _work(investigations, stored, done)
+    with _replay_pool(replayer, stored, sum(1 for _, rankers in work if rankers), jobs=jobs) as pool, \
+            results.open(resume=resume) as f, \
+            progress.task(f"backtest ({len(investigations)} investigations)", total=len(investigations)) as advance:
+        for inv, computed in _replay(replayer, work, pool):
             for ranker in stored:
                 o = computed.get(ranker)
                 if o is None:
-                    o = results.done[(inv.fix, ranker)]
+                    o = done[(inv.fix, ranker)]
                     reused += 1
                 else:
-                    f.write(outcome_line(o) + "\n")
-                    f.flush()
+                    f.write(outcome_record(o))
                 outcomes[ranker].append(o)
             advance(1)
     for ranker, reasons in replayer.fallbacks.items():

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rcahook.bisect.search import Search, plain_estimate, replay_lines
 from rcahook.untrusted import md_code, md_text, term_text
@@ -19,16 +20,16 @@ VERIFY_SCHEMA = "rcahook.verify/1"
 TEXT_TAIL = 4  # output lines per run in the text report (JSON and Markdown keep TAIL_LINES)
 REMAINING_SHOWN = 20
 
-CommitInfo = Callable[[str], dict]  # sha -> {"subject", "author", "committed"}
+CommitInfo = Callable[[str], dict[str, Any]]  # sha -> {"subject", "author", "committed"}
 
 
-def commit_json(sha: str, info: CommitInfo, *, rank: int | None = None) -> dict:
+def commit_json(sha: str, info: CommitInfo, *, rank: int | None = None) -> dict[str, Any]:
     return {"sha": sha, "short_sha": sha[:12], **info(sha), "rank": rank}
 
 
 def to_json(search: Search, *, cmd: str, title: str, investigation: str | None, info: CommitInfo,
-            rank_of: Callable[[str], int | None], replay: Path | None, feedback: dict | None,
-            warnings: list[str]) -> dict:
+            rank_of: Callable[[str], int | None], replay: Path | None, feedback: dict[str, Any] | None,
+            warnings: list[str]) -> dict[str, Any]:
     culprit = search.culprit
     remaining = [] if culprit else search.remaining
     investigation_or_title = bool(investigation or title)  # a plain bisection has no belief to pick by
@@ -72,13 +73,13 @@ def write_replay(search: Search, directory: Path, *, subject: Callable[[str], st
 
 # -- text -----------------------------------------------------------------------------------
 
-def _commit_line(c: dict, *, ranked: bool = True) -> str:
+def _commit_line(c: dict[str, Any], *, ranked: bool = True) -> str:
     rank = "" if not ranked else (f", rank {c['rank']} of the ranking" if c.get("rank")
                                   else ", not among the ranked suspects")
     return f"{c['short_sha']} \"{term_text(c['subject'])}\" ({term_text(c['author'])}{rank})"
 
 
-def headline(doc: dict) -> str:
+def headline(doc: dict[str, Any]) -> str:
     status = doc["status"]
     if status == "found":
         return f"culprit: {_commit_line(doc['culprit'], ranked=bool(doc['incident']))}"
@@ -91,13 +92,13 @@ def headline(doc: dict) -> str:
             "command deterministic")
 
 
-def runs_line(doc: dict) -> str:
+def runs_line(doc: dict[str, Any]) -> str:
     r = doc["runs"]
     return (f"runs: {r['used']}; plain bisection of these {doc['candidates']} commits needs about "
             f"{r['plain_bisection']} (ceil(log2 {doc['candidates']}))")
 
 
-def render_text(doc: dict, write: Callable[[str], None]) -> None:
+def render_text(doc: dict[str, Any], write: Callable[[str], None]) -> None:
     if doc["incident"]:  # none in a plain bisection
         write(f"incident: {term_text(doc['incident'])}")
     write(headline(doc))
@@ -134,12 +135,12 @@ def _fence(text: str) -> str:
     return f"{fence}text\n{term_text(text, newlines=True)}\n{fence}"
 
 
-def _md_commit(c: dict) -> str:
+def _md_commit(c: dict[str, Any]) -> str:
     rank = f", rank {c['rank']}" if c.get("rank") else ", not ranked"
     return f"{md_code(c['short_sha'])} {md_text(c['subject'])} ({md_text(c['author'])}{rank})"
 
 
-def render_markdown(doc: dict) -> str:
+def render_markdown(doc: dict[str, Any]) -> str:
     lines = [f"## rcahook bisect: {md_text(doc['incident'] or 'plain bisection')}", ""]
     if doc["status"] == "found":
         lines.append(f"**Culprit:** {_md_commit(doc['culprit'])}")
@@ -165,7 +166,7 @@ def render_markdown(doc: dict) -> str:
 
 # -- verify ---------------------------------------------------------------------------------
 
-def verify_text(doc: dict, write: Callable[[str], None]) -> None:
+def verify_text(doc: dict[str, Any], write: Callable[[str], None]) -> None:
     write(f"{doc['verdict_line']}")
     for key in ("at_bad", "reverted"):
         run = doc[key]
@@ -180,7 +181,7 @@ def verify_text(doc: dict, write: Callable[[str], None]) -> None:
         write(f"next: {term_text(doc['next'])}")
 
 
-def verify_markdown(doc: dict) -> str:
+def verify_markdown(doc: dict[str, Any]) -> str:
     lines = [f"## rcahook verify: {md_code(doc['suspect']['short_sha'])} {md_text(doc['suspect']['subject'])}", "",
              f"**{md_text(doc['verdict_line'])}**", "", f"Command: {md_code(doc['command'])}", ""]
     for key in ("at_bad", "reverted"):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from rcahook.bisect.plan import BAD, GOOD, SKIP
 from rcahook.errors import BisectError
@@ -91,7 +92,7 @@ def run_command(cmd: str, *, cwd: Path, env: Mapping[str, str], timeout: float |
     return RunResult(verdict_for(code, cmd=cmd), code, seconds, tail)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
         try:
             os.killpg(proc.pid, sig)
@@ -104,7 +105,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def _tail(out) -> str:
+def _tail(out: IO[bytes]) -> str:
     size = out.seek(0, os.SEEK_END)
     out.seek(max(0, size - TAIL_BYTES))
     text = out.read().decode("utf-8", "replace")

@@ -12,8 +12,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rcahook.bisect.plan import (BAD, BAD_NOT_BAD, CHECK_BAD, CHECK_GOOD, CONTRADICTION, FOUND, GOOD,
-                                 GOOD_NOT_GOOD, ONLY_SKIPPED, Plan, Step)
+from rcahook.bisect.plan import (
+    BAD,
+    BAD_NOT_BAD,
+    CHECK_BAD,
+    CHECK_GOOD,
+    CONTRADICTION,
+    FOUND,
+    GOOD,
+    GOOD_NOT_GOOD,
+    ONLY_SKIPPED,
+    Plan,
+    Step,
+)
 from rcahook.bisect.run import NOT_RUNNABLE, RunResult
 from rcahook.bisect.space import Space
 from rcahook.errors import BisectError

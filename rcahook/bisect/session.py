@@ -7,21 +7,23 @@ import signal
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 import numpy as np
 
 from rcahook.bisect import report
 from rcahook.bisect.plan import CHECK_BAD, CHECK_GOOD
 from rcahook.bisect.prior import prior_masses, uniform
-from rcahook.bisect.run import command_env, run_command
+from rcahook.bisect.run import RunResult, command_env, run_command
 from rcahook.bisect.search import Evidence, Search, plain_estimate, run_search
 from rcahook.bisect.space import Space, build_space
 from rcahook.bisect.suspects import Suspects, record_culprit
 from rcahook.bisect.worktree import scratch_root, scratch_worktree
 from rcahook.errors import BadInputError, NotFoundError, RcahookError
-from rcahook.rca.feedback import iso
 from rcahook.index.gitrepo import Repo, status_porcelain
 from rcahook.index.reader import History
+from rcahook.rca.feedback import iso
 
 
 @dataclass
@@ -98,7 +100,7 @@ def execute(repo: Repo, setup: Setup, *, cmd: str, timeout: float | None, max_ru
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with scratch_worktree(repo.common_dir, setup.bad, say=say) as scratch:
-            def runner(sha: str):
+            def runner(sha: str) -> RunResult:
                 scratch.checkout(sha)
                 return run_command(cmd, cwd=scratch.path, env=command_env(rev=sha, source=repo.workdir),
                                    timeout=timeout)
@@ -109,14 +111,14 @@ def execute(repo: Repo, setup: Setup, *, cmd: str, timeout: float | None, max_ru
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds through the worktree's clean-up, as Ctrl-C does
 
 
-def finish(repo: Repo, history: History, setup: Setup, search: Search, *, cmd: str, record: bool) -> dict:
+def finish(repo: Repo, history: History, setup: Setup, search: Search, *, cmd: str, record: bool) -> dict[str, Any]:
     """Write the replay file, record the culprit as feedback (when asked and saved), and
     return the report's JSON document."""
-    def info(sha: str) -> dict:
+    def info(sha: str) -> dict[str, Any]:
         found = history.commits([sha])
         if not found:
             return {"subject": "", "author": "", "committed": None}

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rcahook.rca import feedback
 from rcahook.errors import BadInputError, RcahookError
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
+from rcahook.rca import feedback
 from rcahook.rca.incident import incident_from_mapping
+
+if TYPE_CHECKING:
+    from rcahook.rca.investigate import Result
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,7 @@ class Suspects:
         return next((i + 1 for i, (s, _) in enumerate(self.ranked) if s == sha), None)
 
 
-def from_result(result, inv_id: str | None) -> Suspects:
-    """From an rcahook.rca.investigate.Result."""
+def from_result(result: Result, inv_id: str | None) -> Suspects:
     space = result.space
     return Suspects(space.at, list(space.shas), [(c.sha, c.probability) for c in result.ranking.candidates],
                     result.incident.title, inv_id, space.window,
@@ -60,7 +64,7 @@ def from_saved(history: History, common_dir: Path, inv_id: str) -> Suspects:
                     None if space.window else _span(space.until - (space.since or space.until)))
 
 
-def save(repo: Repo, result, *, say) -> str | None:
+def save(repo: Repo, result: Result, *, say: Callable[[str], None]) -> str | None:
     """Save a live investigation for feedback, as `rcahook investigate` does; a state database
     that cannot be written costs the id (and the recorded verdict), not the bisection."""
     from rcahook.rca import report

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rcahook.index import gitrepo
 from rcahook.bisect.plan import BAD, GOOD, SKIP
 from rcahook.bisect.run import RunResult, command_env, run_command
 from rcahook.bisect.worktree import scratch_worktree
 from rcahook.errors import BadInputError, BisectError
+from rcahook.index import gitrepo
 from rcahook.index.gitrepo import Repo
 
 FIXED, NOT_FIXED, DOES_NOT_APPLY, UNDECIDED = "fixed", "not-fixed", "does-not-apply", "undecided"
@@ -70,7 +71,7 @@ def bisect_hint(v: Verification, cmd: str) -> str:
     return f"rcahook bisect --cmd {shlex.quote(cmd)} --good {v.suspect[:12]}^ --bad {v.bad[:12]}"
 
 
-def _run_json(run: RunResult | None, label: str) -> dict | None:
+def _run_json(run: RunResult | None, label: str) -> dict[str, Any] | None:
     if run is None:
         return None
     return {"label": label, "verdict": run.verdict, "exit_code": run.exit_code, "timed_out": run.timed_out,
@@ -90,7 +91,7 @@ def verdict_line(v: Verification) -> str:
     return f"undecided: with {s} reverted the command {what}"
 
 
-def to_json(repo: Repo, v: Verification, *, cmd: str) -> dict:
+def to_json(repo: Repo, v: Verification, *, cmd: str) -> dict[str, Any]:
     from rcahook.bisect.report import VERIFY_SCHEMA
 
     return {

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rcahook.index import gitrepo, store
 from rcahook.errors import PermissionDeniedError
+from rcahook.index import gitrepo, store
 
 SCRATCH_DIR = "bisect"
 PREFIX = "wt-"
@@ -75,7 +75,7 @@ def prune_stale(common_dir: Path, root: Path) -> list[Path]:
             continue
         lock_path = entry.with_name(entry.name + ".lock")
         try:
-            lock = open(lock_path, "a")
+            lock = open(lock_path, "a")  # noqa: SIM115 - closed in the finally below, after the unlink
         except OSError:
             continue
         try:
@@ -118,7 +118,7 @@ def scratch_worktree(common_dir: Path, rev: str, *, say: Callable[[str], None] =
     name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     path = root / name
     lock_path = root / f"{name}.lock"
-    lock = open(lock_path, "w")
+    lock = open(lock_path, "w")  # noqa: SIM115 - held across the yield, closed after the clean-up
     fcntl.flock(lock, fcntl.LOCK_EX)  # held while this run lives; see prune_stale
     try:
         gitrepo.worktree_add(common_dir, path, rev)

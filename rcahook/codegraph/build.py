@@ -6,21 +6,19 @@ Parsing runs in worker processes when there is enough of it; only this process w
 """
 from __future__ import annotations
 
-import functools
 import json
-import multiprocessing
-import os
 import posixpath
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from rcahook.index import store
 from rcahook.codegraph.grammars import language_for
-from rcahook.errors import RcahookError, RepositoryReadError
 from rcahook.index.gitrepo import Repo
+from rcahook.pool import WorkerPool, default_jobs
 from rcahook.progress import Progress
 
 if TYPE_CHECKING:
@@ -93,40 +91,22 @@ def _init_worker(repo_path: str) -> None:
 
 
 def worker_repo() -> Repo:
-    assert _worker_repo is not None, "called outside a worker started by parallel_map"
+    assert _worker_repo is not None, "called outside a worker started by repo_pool"
     return _worker_repo
 
 
-def parallel_map(fn: Callable, tasks: Sequence, *, repo: Repo, jobs: int | None) -> Iterator:
-    """fn(task) for each task in worker processes (each with its own Repo), in completion order.
-
-    With one job, or too little work to pay for starting workers, runs here instead.
-    """
-    jobs = jobs or min(os.cpu_count() or 1, 8)
+@contextmanager
+def repo_pool(repo: Repo, *, jobs: int | None, tasks: int) -> Iterator[WorkerPool]:
+    """Workers with a Repo each for `tasks` tasks, started now: create it before the progress
+    bar (see rcahook.pool). With one job, or one task, the work runs here, on `repo`."""
     global _worker_repo
-    if jobs <= 1 or len(tasks) <= 1:
-        saved, _worker_repo = _worker_repo, repo
-        try:
-            yield from map(fn, tasks)
-        finally:
-            _worker_repo = saved
-        return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ctx.Pool(min(jobs, len(tasks)), initializer=_init_worker, initargs=(repo.path,)) as pool:
-        yield from pool.imap_unordered(functools.partial(_plain_errors, fn), tasks)
-
-
-def _plain_errors(fn: Callable, task):
-    """fn(task), with any error turned into one that survives pickling back to the parent
-    (a library's own exception class may not)."""
+    saved, _worker_repo = _worker_repo, repo  # what worker_repo() is when the work runs here
     try:
-        return fn(task)
-    except RcahookError:
-        raise
-    except Exception as e:  # noqa: BLE001 (any error: what matters is that it crosses back)
-        raise RepositoryReadError(f"building the code graph failed in a worker process: {type(e).__name__}: {e} "
-                                  "(run with --jobs 1 for the full error; please report it)") from None
+        with WorkerPool(min(jobs or default_jobs(), tasks), what="building the code graph",
+                        initializer=_init_worker, initargs=(repo.path,)) as pool:
+            yield pool
+    finally:
+        _worker_repo = saved
 
 
 def _parse_full_chunk(items: list[tuple[str, str]]) -> list[tuple[str, str, bytes | str]]:
@@ -172,8 +152,9 @@ def ensure_full_parses(conn: sqlite3.Connection, repo: Repo, files: Iterable[tup
         if len(items) < PARALLEL_MIN_BLOBS:
             jobs = 1
         progress = progress or Progress(enabled=False)
-        with progress.task("parsing the code graph", total=len(items)) as advance:
-            for results in parallel_map(_parse_full_chunk, tasks, repo=repo, jobs=jobs):
+        with repo_pool(repo, jobs=jobs, tasks=len(tasks)) as pool, \
+                progress.task("parsing the code graph", total=len(items)) as advance:
+            for results in pool.map(_parse_full_chunk, tasks, ordered=False):
                 rows = []
                 for path, blob, data in results:
                     if isinstance(data, str):

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import networkx as nx
 
-from rcahook.index import store
 from rcahook.codegraph.build import unpack_parse
 from rcahook.codegraph.imports import PathSet, resolve_import
+from rcahook.index import store
 
 if TYPE_CHECKING:
     from rcahook.codegraph.parse import ParsedFile
@@ -85,7 +85,7 @@ class CodeGraph:
 
     def _init(self, files: dict[str, _Raw], rev: str | None, aux_paths: Iterable[str]) -> None:
         self.rev = rev
-        self.graph = nx.DiGraph()
+        self.graph: nx.DiGraph[str] = nx.DiGraph()
         self.ambiguous: Counter[str] = Counter()  # name -> call sites left unresolved for it
         self.unresolved_calls = 0  # calls to names with no definition in the repository
         self._by_name: dict[str, list[str]] = defaultdict(list)
@@ -182,7 +182,7 @@ class CodeGraph:
                 targets = memo.get(key, ())
                 if targets == ():
                     targets = memo[key] = _choose(candidates, attrs, family, path, directory, visible, own,
-                                                  imported_as.get(via, ()))
+                                                  imported_as.get(via, ()) if via is not None else ())
                 if targets is None:
                     self.ambiguous[name] += 1
                     continue

@@ -12,15 +12,14 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import NamedTuple
 from itertools import accumulate, repeat
 from operator import add
+from typing import NamedTuple
 
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from rcahook.codegraph.grammars import GRAMMARS as _GRAMMARS
 from rcahook.codegraph.grammars import SUPPORTED_LANGUAGES, language_for  # noqa: F401 (re-exported)
-
 
 Hunk = tuple[int, int, int, int]  # a diff hunk: old_start, old_lines, new_start, new_lines
 
@@ -62,7 +61,7 @@ class ParsedFile:
     def to_json(self) -> str:
         # Stored for every blob version, so positional lists; a qualname equal to the name,
         # the "call" kind and a zero relative level are left out, a scope is a definition index.
-        index = {}
+        index: dict[str, int] = {}
         for i, d in enumerate(self.definitions):
             index.setdefault(d.qualname, i)
         defs = [[d.name, d.kind, d.start, d.end] + ([d.qualname] if d.qualname != d.name else [])
@@ -229,8 +228,8 @@ def _hunk_edits(old: bytes, new: bytes, hunks: Sequence[Hunk], old_starts: list[
         # with zero context, an empty side's start is the line before the change
         first_old = old_start - 1 if old_lines else old_start
         first_new = new_start - 1 if new_lines else new_start
-        if not (0 <= first_old and first_old + old_lines < len(old_starts)
-                and 0 <= first_new and first_new + new_lines < len(new_starts)):
+        if not (first_old >= 0 and first_old + old_lines < len(old_starts)
+                and first_new >= 0 and first_new + new_lines < len(new_starts)):
             return None
         old_a, old_b = old_starts[first_old], old_starts[first_old + old_lines]
         new_a, new_b = new_starts[first_new], new_starts[first_new + new_lines]
@@ -299,7 +298,8 @@ def parse_source(path: str, data: bytes, *, with_references: bool = True,
 
 
 def _text(node: Node) -> str:
-    return node.text.decode("utf-8", "replace")
+    # text is None only for a tree parsed from a read callback; ours are parsed from bytes
+    return (node.text or b"").decode("utf-8", "replace")
 
 
 def _first_named(node: Node | None) -> Node | None:
@@ -342,10 +342,8 @@ def _definition_matches(lang: str, root: Node) -> Iterator[dict[str, list[Node]]
 
 
 def _raw_definition(caps: dict[str, list[Node]]) -> _RawDef:
-    node = kind = None
-    for capture, nodes in caps.items():
-        if capture.startswith("def."):
-            node, kind = nodes[0], capture[4:]
+    # every definition pattern of the queries captures its node as def.<kind>; the last one counts
+    node, kind = [(nodes[0], capture[4:]) for capture, nodes in caps.items() if capture.startswith("def.")][-1]
     name_node = caps["name"][0] if "name" in caps else _declarator_name(caps["declarator"][0])
     scope, _, name = _text(name_node).rpartition("::")  # C++: Foo::bar, namespace a::b
     scope = _text(caps["scope"][0]) if "scope" in caps else scope.replace("::", ".")
@@ -463,7 +461,9 @@ def _references(lang: str, root: Node, spans: list[tuple[int, int, Definition]],
             continue
         if "path" in caps:  # a::b::c or a.b.C written as one node
             node = caps["path"][0]
-            qualifier, name = _LAST_SEPARATOR.fullmatch(_text(node)).groups()
+            split = _LAST_SEPARATOR.fullmatch(_text(node))
+            assert split is not None, "the pattern matches any text"
+            qualifier, name = split.groups()
             if name.endswith(">") and name.find("<") > 0:
                 name = name[:name.find("<")]
             qualifier = qualifier if qualifier and _PLAIN_PATH.fullmatch(qualifier) else None
@@ -496,8 +496,9 @@ def _references(lang: str, root: Node, spans: list[tuple[int, int, Definition]],
 
 def _python_imports(node: Node) -> Iterator[Import]:
     line = node.start_point.row + 1
-    name_nodes = [n.child_by_field_name("name") if n.type == "aliased_import" else n
-                  for n in node.children_by_field_name("name")]
+    # a broken file can leave an aliased import without its name: skip it rather than fail
+    name_nodes = [m for n in node.children_by_field_name("name")
+                  if (m := n.child_by_field_name("name") if n.type == "aliased_import" else n) is not None]
     if node.type == "import_statement":  # import a.b as c: the module only, c is a local alias
         for n in name_nodes:
             yield Import(_text(n), (), line)
@@ -546,7 +547,7 @@ def _js_import(node: Node) -> Iterator[Import]:
     if node.type == "call_expression":  # require('x') / import('x')
         source = _first_named(node.child_by_field_name("arguments"))
         names: tuple[str, ...] = ()
-        declarator = node.parent if node.parent.type == "variable_declarator" else None
+        declarator = node.parent if node.parent is not None and node.parent.type == "variable_declarator" else None
         binding = declarator.child_by_field_name("name") if declarator is not None else None
         if binding is not None and binding.type == "identifier":
             names = (_text(binding),)
@@ -568,7 +569,9 @@ def _js_bindings(node: Node) -> Iterator[str]:
         if child.type in ("import_clause", "named_imports", "export_clause", "import_require_clause"):
             yield from _js_bindings(child)
         elif child.type in ("import_specifier", "export_specifier"):
-            yield _text(child.child_by_field_name("name"))
+            name = child.child_by_field_name("name")
+            if name is not None:  # absent only in a broken file
+                yield _text(name)
         elif child.type == "namespace_import":
             name = _first_named(child)
             if name is not None:
@@ -579,7 +582,10 @@ def _js_bindings(node: Node) -> Iterator[str]:
 
 def _rust_use(node: Node, prefix: str = "") -> Iterator[Import]:
     line = node.start_point.row + 1
-    join = (lambda p: f"{prefix}::{p}" if prefix else p)
+
+    def join(path: str) -> str:
+        return f"{prefix}::{path}" if prefix else path
+
     kind = node.type
     if kind == "use_as_clause":
         yield Import(join(_text(node.named_children[0])), (), line)

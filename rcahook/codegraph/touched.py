@@ -15,7 +15,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
 from rcahook.index import store
-from rcahook.codegraph.build import (PARALLEL_MIN_BLOBS, cached_blobs, pack_parse, parallel_map, read_source,
+from rcahook.codegraph.build import (PARALLEL_MIN_BLOBS, cached_blobs, pack_parse, read_source, repo_pool,
                                     unpack_parse, worker_repo)
 from rcahook.codegraph.grammars import language_for
 from rcahook.index.gitrepo import Repo
@@ -184,9 +184,10 @@ def update_touched(conn: sqlite3.Connection, repo: Repo, *, progress: Progress |
         done.clear()
 
     last_flush = time.monotonic()
-    with progress.task("recording touched definitions", total=n_changes) as advance:
-        for commit_ids, task_changes, task_rows, task_parses, task_oversize in parallel_map(
-                _touched_in_task, tasks, repo=repo, jobs=jobs):
+    with repo_pool(repo, jobs=jobs, tasks=len(tasks)) as pool, \
+            progress.task("recording touched definitions", total=n_changes) as advance:
+        for commit_ids, task_changes, task_rows, task_parses, task_oversize in pool.map(
+                _touched_in_task, tasks, ordered=False):
             rows.extend(task_rows)
             parses.extend(task_parses)
             oversize += task_oversize

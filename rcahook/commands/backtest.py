@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from pathlib import Path
 
 from rcahook.commands.common import index_path, open_history, open_repo, print_json, say
@@ -49,15 +48,6 @@ def _run_risk(r: Repo, history, *, fmt: str, report: str | None, output: str | N
     return risk.run_risk(repo=r, history=history, fmt=fmt, report=report, output=output, split=split)
 
 
-def repository_slug(r: Repo) -> str:
-    """A short name for file names: the work tree's directory, or the bare directory's."""
-    base = r.workdir if r.workdir is not None else r.git_dir
-    name = base.name.removesuffix(".git")
-    if name in ("", "repo", "git"):  # mirrors laid out as <name>/repo
-        name = base.parent.name.removesuffix(".git")
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "repository"
-
-
 def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, rankers: tuple[str, ...],
              model: str | None, llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None,
              sample: int | None, seed: int, output: str | None, resume: bool, fmt: str,
@@ -96,7 +86,7 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
         raise NotFoundError(f"HEAD {head[:12]} is not in the index at {index_path(r, db)}; run without "
                             "--no-update (or `rcahook index`) first") from None
     index_dir = index_path(r, db).parent
-    out = Path(output) if output else index_dir / f"backtest-{repository_slug(r)}-{track}-{window}.jsonl"
+    out = Path(output) if output else index_dir / f"backtest-{r.slug()}-{track}-{window}.jsonl"
 
     def backend():
         from rcahook.config import user_settings

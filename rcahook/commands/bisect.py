@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from rcahook.commands.common import incident_from_flags, index_path, open_history, open_repo, print_json, say
+from rcahook.commands.common import (
+    IncidentFlags,
+    incident_from_flags,
+    index_path,
+    open_history,
+    open_repo,
+    print_json,
+    say,
+)
 from rcahook.errors import BadInputError
 
 
@@ -21,8 +29,8 @@ def run(*, cmd: str, investigation_id: str | None, good: str | None, bad: str | 
             raise BadInputError(f"{name} must be positive, got {value}")
     if retries < 0:
         raise BadInputError(f"--retries must be 0 or more, got {retries}")
-    incident = dict(title=title, description=description, time_=time_, at=at, since=since, window=window,
-                    impacted_paths=impacted_paths, services=services, stack_trace=stack_trace)
+    incident = IncidentFlags(title=title, description=description, time_=time_, at=at, since=since, window=window,
+                             impacted_paths=impacted_paths, services=services, stack_trace=stack_trace)
     has_incident = any(incident.values()) or incident_file is not None or ranker is not None
     if investigation_id and has_incident:
         raise BadInputError("--investigation reuses a saved investigation's incident and ranking; drop the incident "

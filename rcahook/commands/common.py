@@ -4,13 +4,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
-from rcahook.index import store
 from rcahook.errors import BadInputError
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
-from rcahook.rca.incident import Incident, load_incident, merge, parse_duration, parse_time
 from rcahook.progress import Progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rcahook.rca.incident import Incident
 
 
 def open_repo(path: str) -> Repo:
@@ -63,9 +68,23 @@ def print_json(data: object) -> None:
     sys.stdout.write("\n")
 
 
-def console():
+def console() -> Console:
     from rich.console import Console
     return Console(highlight=False, soft_wrap=False)
+
+
+class IncidentFlags(TypedDict):
+    """The incident flags of `investigate` and `bisect`, as incident_from_flags takes them."""
+
+    title: str | None
+    description: str | None
+    time_: str | None
+    at: str | None
+    since: str | None
+    window: int | None
+    impacted_paths: tuple[str, ...]
+    services: tuple[str, ...]
+    stack_trace: str | None
 
 
 def incident_from_flags(incident_file: str | None, *, title: str | None, description: str | None,
@@ -73,6 +92,9 @@ def incident_from_flags(incident_file: str | None, *, title: str | None, descrip
                         impacted_paths: tuple[str, ...], services: tuple[str, ...],
                         stack_trace: str | None) -> Incident:
     """The incident file, if any, with the flags laid over it (flags win)."""
+    # here, not at the top: the pre-push scan imports this module and needs no incident (nor yaml)
+    from rcahook.rca.incident import Incident, load_incident, merge, parse_duration, parse_time
+
     if since is not None and window is not None:
         raise BadInputError(f"--since {since} and --window {window} both given; use one: --since for an age, "
                             "--window for a number of recent commits")
@@ -81,9 +103,11 @@ def incident_from_flags(incident_file: str | None, *, title: str | None, descrip
     if title is not None and not title.strip():
         raise BadInputError("--title is empty; give a one-line summary of the incident")
     base = load_incident(incident_file) if incident_file else None
-    if base is None and title is None:
-        raise BadInputError("no incident title: pass --title TEXT, or --incident FILE with a 'title' field")
-    return merge(base or Incident(title=title.strip()),  # type: ignore[union-attr]
+    if base is None:
+        if title is None:
+            raise BadInputError("no incident title: pass --title TEXT, or --incident FILE with a 'title' field")
+        base = Incident(title=title.strip())
+    return merge(base,
                  title=title.strip() if title else None, description=description,
                  time=parse_time(time_) if time_ else None, at=at,
                  since=parse_duration(since) if since else None, window=window,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time as _time
 
-from rcahook.rca import feedback as fb
 from rcahook.commands.common import open_repo, print_json
+from rcahook.rca import feedback as fb
 
 
 def run(*, action: str, repo: str, environment: str | None, sha: str | None = None, time_: str | None = None,

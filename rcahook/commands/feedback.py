@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rcahook.rca import feedback as fb
-from rcahook.index import store
 from rcahook.commands.common import index_path, open_repo, say
 from rcahook.errors import BadInputError, IndexMissingError, NotFoundError, PermissionDeniedError, RcahookError
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
+from rcahook.rca import feedback as fb
 from rcahook.untrusted import term_text
 
 

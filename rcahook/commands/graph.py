@@ -1,11 +1,12 @@
 """`rcahook graph stats|symbols|callers|neighbors`: query the code graph (JSON: docs/graph.md)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from rcahook.index import store
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import BadInputError, IndexMissingError, NotFoundError
+from rcahook.index import store
 from rcahook.untrusted import term_text
 
 if TYPE_CHECKING:
@@ -37,11 +38,11 @@ def run(*, action: str, repo: str, db: str | None, at: str | None, fmt: str, pat
             else:
                 _show_stats(data)
         elif action == "symbols":
-            _symbols(graph, path, fmt)
+            _symbols(graph, _required(path, "PATH"), fmt)
         elif action == "callers":
-            _callers(graph, name, fmt)
+            _callers(graph, _required(name, "NAME"), fmt)
         elif action == "neighbors":
-            _neighbors(graph, name, depth, fmt)
+            _neighbors(graph, _required(name, "NAME"), depth, fmt)
         else:
             raise AssertionError(f"unknown graph action {action!r}")
     finally:
@@ -49,9 +50,15 @@ def run(*, action: str, repo: str, db: str | None, at: str | None, fmt: str, pat
     return 0
 
 
-def _node(graph: CodeGraph, node: str, **extra) -> dict:
+def _required(value: str | None, what: str) -> str:
+    if value is None:  # the CLI makes the argument required; this is for direct callers
+        raise BadInputError(f"rcahook graph: missing the {what} argument")
+    return value
+
+
+def _node(graph: CodeGraph, node: str, **extra: Any) -> dict[str, Any]:
     data = graph.node(node)
-    out = {"node": node}
+    out: dict[str, Any] = {"node": node}
     out.update({k: data.get(k) for k in _NODE_FIELDS})
     out.update(extra)
     return out
@@ -132,9 +139,8 @@ def _lines(n: dict) -> str:
     return f"{n['start']}-{n['end']}" if n.get("end") else ""
 
 
-def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     from rich.table import Table
-
     from rich.text import Text
 
     table = Table(title=title, title_justify="left")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from rcahook.index import store
 from rcahook.commands.common import index_path, open_repo, say
+from rcahook.index import store
 from rcahook.index.indexer import index_repository
 from rcahook.progress import Progress
 

@@ -4,8 +4,15 @@ import sys
 import time
 from pathlib import Path
 
-from rcahook.commands.common import (incident_from_flags, index_path, note_read_only, open_history, open_repo,
-                                     print_json, say)
+from rcahook.commands.common import (
+    incident_from_flags,
+    index_path,
+    note_read_only,
+    open_history,
+    open_repo,
+    print_json,
+    say,
+)
 from rcahook.config import load_config
 from rcahook.errors import RcahookError
 
@@ -26,8 +33,8 @@ def run(*, title: str | None, description: str | None, time_: str | None, at: st
                          git_dir=r.git_dir)
     for line in config.ignored:  # once per command: the repository asked for what only the user may set
         say(f"warning: {line}")
-    from rcahook.rca.investigate import investigate, options_from
     from rcahook.progress import interactive
+    from rcahook.rca.investigate import investigate, options_from
 
     options = options_from(config, ranker=ranker, model=model, llm_url=llm_url, llm_model=llm_model,
                            llm_top=llm_top, max_candidates=max_candidates, min_confidence=min_confidence,

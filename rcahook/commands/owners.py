@@ -31,11 +31,11 @@ def run(*, path: str, repo: str, db: str | None, at: str, fmt: str) -> int:
         "codeowners": {
             "file": codeowners.source if codeowners else None,
             "owners": list(codeowners.owners_of(query)) if codeowners else [],
-            "rules": [rule_json(rule) for rule in rules],
+            "rules": [rule.to_json() for rule in rules],
         },
         "history": {
             "now": now, "half_life_days": own.DEFAULT_WEIGHTING.half_life_days,
-            "owners": [owner_json(o) for o in owners],
+            "owners": [o.to_json() for o in owners],
         },
     }
     if fmt == "json":
@@ -43,16 +43,6 @@ def run(*, path: str, repo: str, db: str | None, at: str, fmt: str) -> int:
     else:
         _print_text(data, at)
     return 0
-
-
-def rule_json(rule) -> dict:
-    return {"pattern": ("!" if rule.exclude else "") + rule.pattern, "owners": list(rule.owners),
-            "line": rule.line, "section": rule.section}
-
-
-def owner_json(o: own.Owner) -> dict:
-    return {"name": o.name, "email": o.email, "weight": round(o.weight, 6), "share": round(o.share, 6),
-            "commits": o.commits, "last_time": o.last_time}
 
 
 def _repo_relative(r: Repo, path: str) -> str:

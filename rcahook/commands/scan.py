@@ -9,7 +9,6 @@ option, a bug, the time budget) prints one line and passes, unless --strict. Wit
 """
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import sys
@@ -17,16 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from rcahook.index import store
 from rcahook.commands.common import index_path, open_repo, print_json, say
-from rcahook.errors import BadInputError, RcahookError
+from rcahook.errors import BadInputError, RcahookError, log_crash
 from rcahook.hook_entry import EXIT_VERDICT
+from rcahook.index import store
+from rcahook.risk.pushrange import resolve_range, update_index
 
 HOOK_ID = "rcahook-risk"  # the id in .pre-commit-hooks.yaml, and what SKIP names
-ZERO = "0" * 40
-MAX_UNPUSHED = 100  # a new branch (or a force push) scans at most this many of its newest commits
 HOOK_BUDGET = 20.0  # seconds, in hooks unless --max-seconds says otherwise
 HARD_STOP_GRACE = 2.0  # past the budget, a scan stuck where the alarm cannot reach (a busy SQLite) is ended
 EXIT_OVERRUN = 124  # --strict only: like timeout(1)
@@ -34,14 +31,6 @@ EXIT_OVERRUN = 124  # --strict only: like timeout(1)
 
 class _Overrun(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class ScanRange:
-    shas: tuple[str, ...]  # newest first, merges included (assess leaves them out)
-    description: str
-    to: str | None  # the newest commit, None for a deleted branch
-    capped: bool = False
 
 
 def skip_reason(env: dict[str, str] | None = None) -> str | None:
@@ -159,100 +148,12 @@ def run(*, range_: str | None, from_: str | None, to: str | None, fmt: str, fail
         out.nothing_assessed(f"internal error {type(e).__name__}: {e}", kind="internal-error")
         if strict:
             raise
-        from rcahook.cli import log_crash
-
         say(f"risk scan passed without a verdict: internal error {type(e).__name__}: {e} "
             f"(details in {log_crash()}; please report it)")
         return 0
 
 
-# --- what to scan -------------------------------------------------------------------------------
-
-def _is_zero(rev: str | None) -> bool:
-    return rev is not None and rev.strip("0") == "" and len(rev) >= 7
-
-
-def _unpushed(r, to_sha: str, remote: str | None) -> tuple[list[str], str]:
-    """Commits reachable from to_sha and from no remote-tracking branch (of `remote`, when it has some)."""
-    refs = [(name, sha) for name, sha in r.default_tips() if name.startswith("refs/remotes/")]
-    mine = [(n, s) for n, s in refs if remote and n.startswith(f"refs/remotes/{remote}/")]
-    chosen = mine or refs
-    where = f"{remote}'s branches" if mine else "any remote-tracking branch"
-    hide = [s for _, s in chosen]
-    # by time first, which streams: a new branch of a long history (or a clone without any
-    # remote-tracking branch) costs the cap, not the whole history (issue 11)
-    newest = list(itertools.islice(r.walk([to_sha], hide=hide, topological=False), MAX_UNPUSHED + 1))
-    if len(newest) > MAX_UNPUSHED:
-        return newest, where
-    return list(r.walk([to_sha], hide=hide)), where  # few: the usual order, children first
-
-
-def resolve_range(r, *, range_: str | None, from_: str | None, to: str | None, hook: str | None,
-                  remote: str | None) -> ScanRange:
-    if hook == "pre-commit-framework":
-        # pre-commit >= 2.2 names them so; older releases used SOURCE/ORIGIN
-        from_ = from_ or os.environ.get("PRE_COMMIT_FROM_REF") or os.environ.get("PRE_COMMIT_SOURCE") or None
-        to = to or os.environ.get("PRE_COMMIT_TO_REF") or os.environ.get("PRE_COMMIT_ORIGIN") or None
-        remote = remote or os.environ.get("PRE_COMMIT_REMOTE_NAME") or None
-    if range_:
-        if from_ or to:
-            raise BadInputError(f"RANGE {range_!r} and --from/--to both given; use one or the other")
-        if "..." in range_:
-            raise BadInputError(f"RANGE {range_!r}: symmetric ranges are not supported; use A..B")
-        if ".." not in range_:
-            sha = r.resolve(range_)
-            return ScanRange((sha,), sha[:12], sha)
-        from_, _, to = range_.partition("..")
-        from_, to = from_ or None, to or "HEAD"
-        if from_ is None:
-            raise BadInputError(f"RANGE {range_!r}: give the base before '..' (e.g. origin/main..HEAD)")
-    if _is_zero(to):
-        return ScanRange((), "deleted branch", None)
-    to_sha = r.resolve(to or "HEAD")
-    from_sha = _resolve_or_none(r, from_) if from_ and not _is_zero(from_) else None
-    if from_sha is not None:
-        if not list(r.walk([from_sha], hide=[to_sha])):  # from is an ancestor of to: a fast-forward
-            return ScanRange(tuple(r.walk([to_sha], hide=[from_sha])), f"{from_sha[:12]}..{to_sha[:12]}", to_sha)
-        kind = "force push"
-    else:
-        # no base, a new branch (all zeros), or a base this clone does not have
-        kind = "new branch" if _is_zero(from_) else "unknown base" if from_ else "unpushed"
-    shas, where = _unpushed(r, to_sha, remote)
-    capped = len(shas) > MAX_UNPUSHED
-    return ScanRange(tuple(shas[:MAX_UNPUSHED]), f"{kind}: {to_sha[:12]} minus {where}", to_sha, capped)
-
-
-def _resolve_or_none(r, rev: str) -> str | None:
-    try:
-        return r.resolve(rev)
-    except RcahookError:
-        return None
-
-
 # --- the scan -----------------------------------------------------------------------------------
-
-def update_index(r, path, *, to_sha: str, graph: bool = False) -> None:
-    """Incremental update: commits, culprit links and the touched definitions of new commits.
-
-    The code graph at HEAD is left to `rcahook index` unless `graph`: re-loading it costs about
-    a second on iproute2 even when nothing changed, and blast radius reads the indexed graph
-    (through a cache of caller counts), which a few commits behind is just as good.
-    """
-    from rcahook.index.indexer import index_repository
-    from rcahook.progress import Progress
-
-    revs = list(dict.fromkeys([sha for _, sha in r.default_tips()] + [to_sha]))
-    index_repository(r, path, revs=revs, graph=graph, progress=Progress(enabled=False))
-    if not graph:
-        from rcahook.codegraph.touched import update_touched
-
-        with store.index_lock(path):
-            conn = store.open_index(path, create=False)
-            try:
-                update_touched(conn, r, jobs=1)
-            finally:
-                conn.close()
-
 
 def scan(*, range_: str | None, from_: str | None, to: str | None, fail_above: float | None,
          hook: str | None, remote: str | None, repo: str, db: str | None, out: _Output) -> int:
@@ -273,7 +174,7 @@ def scan(*, range_: str | None, from_: str | None, to: str | None, fail_above: f
     note = out.say_once
     problem = store.write_problem(path)
     if problem:  # a read-only repository (#10): the index as it is, and one note for all that is not saved
-        from rcahook.risk.scan import NOT_SAVED
+        from rcahook.risk.state import NOT_SAVED
 
         out.say_once(f"note: {problem}: scanned with the index as it is, without updating it; "
                      "nothing is saved")

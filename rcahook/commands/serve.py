@@ -15,9 +15,7 @@ def run(*, repos: tuple[str, ...], host: str, port: int, token_file: str | None,
     from rcahook.serve import require
 
     require()
-    import uvicorn
-
-    from rcahook.serve.app import Service, create_app
+    from rcahook.serve.app import Service, run_server
     from rcahook.serve.repos import ServedRepo, ServeOptions
     from rcahook.serve.security import check_bind, read_secret
 
@@ -48,6 +46,5 @@ def run(*, repos: tuple[str, ...], host: str, port: int, token_file: str | None,
         state = f"index at {s.head[:12]}" if s.head else "no index yet: building it (investigations wait)"
         say(f"serving {s.name} = {s.path} ({state})")
     say(f"http://{host}:{port}/ (API: /api, OpenAPI: /openapi.json){'; token required' if token else ''}")
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
-                server_header=False)
+    run_server(service, host=host, port=port, log_level=log_level)
     return 0

@@ -4,7 +4,6 @@ import datetime as dt
 
 from rcahook.index import owners as own
 from rcahook.commands.common import console, index_path, open_repo, print_json
-from rcahook.commands.owners import owner_json, rule_json
 from rcahook.errors import NotFoundError
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import Change, History, Link
@@ -103,8 +102,8 @@ def _owners(r: Repo, history: History, sha: str, now: int, changes: list[Change]
         # as of the commit, without it: who knew this code before the change (under its old name)
         people = own.history_owners(history, c.old_path or c.path, now=now, limit=HISTORY_OWNERS,
                                     directory=False, exclude=(sha,))
-        files.append({"path": c.path, "codeowners": list(owners), "rule": rule_json(rule) if rule else None,
-                      "history": [owner_json(o) for o in people]})
+        files.append({"path": c.path, "codeowners": list(owners), "rule": rule.to_json() if rule else None,
+                      "history": [o.to_json() for o in people]})
     return {"codeowners_file": codeowners.source if codeowners else None, "files": files,
             "omitted_files": max(len(changes) - MAX_OWNER_FILES, 0)}
 

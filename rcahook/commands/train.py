@@ -8,13 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rcahook.commands.common import index_path, open_history, open_repo, say
 from rcahook.errors import BadInputError
 from rcahook.progress import Progress, interactive
 from rcahook.train import STAGES
+
+if TYPE_CHECKING:
+    from rcahook.llm.backend import Backend
 
 
 def parse_stages(value: str) -> list[str]:
@@ -28,10 +33,9 @@ def parse_stages(value: str) -> list[str]:
 def run(*, repo: str, db: str | None, base: str | None, stages: str, until: str | None, before: str | None,
         output: str | None, max_steps: int | None, lora: bool, eval_: bool, seed: int, data_dir: str | None,
         features_only: bool, eval_sample: int | None = None) -> int:
-    from rcahook.commands.backtest import repository_slug
-    from rcahook.commands.train_data import default_dir
     from rcahook.train import data as td
     from rcahook.train import lm
+    from rcahook.train.card import default_dir
     from rcahook.train.scorers import fit_scorers, save_scorers
 
     names = [] if features_only else parse_stages(stages)
@@ -44,7 +48,7 @@ def run(*, repo: str, db: str | None, base: str | None, stages: str, until: str 
         history = open_history(r, db, update=True, graph=False)
     try:
         cut = _cutoff(r, history, until=until, before=before, data_dir=data_dir)
-        slug = repository_slug(r)
+        slug = r.slug()
         out = Path(output) if output else default_dir(slug, cut)
         index_dir = index_path(r, db).parent
         allowed = td.allowed_commits(history, cut)
@@ -241,7 +245,7 @@ def _evaluate(r, history, cut, out: Path, *, base: str | None, trained: Path | N
                 "sample": sample, "seed": seed, "n": 0, "fixes": [], "rows": [], "results": None}
     learned_path = out / WEIGHTS_FILE if (out / WEIGHTS_FILE).is_file() else index_dir / WEIGHTS_FILE
     learned = Weights.load(learned_path) if learned_path.is_file() else None
-    models = {}
+    models: dict[str, Callable[[], Backend]] = {}
     if llm:
         models = {"base": lambda: load_backend(None if base == "embedded" else base),
                   "trained": lambda: load_backend(str(trained))}

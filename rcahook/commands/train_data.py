@@ -8,21 +8,13 @@ from rcahook.errors import BadInputError
 from rcahook.progress import Progress
 
 
-def default_dir(slug: str, cut) -> Path:
-    """models/<repo>-<cut-off date>: the directory `rcahook train` uses by default, too."""
-    from datetime import datetime, timezone
-
-    return Path("models") / f"{slug}-{datetime.fromtimestamp(cut.time, timezone.utc):%Y%m%d}"
-
-
 def run(*, repo: str, db: str | None, until: str | None, before: str | None, output: str | None,
         base: str | None, instructions: str | None, seed: int) -> int:
     from dataclasses import replace
 
-    from rcahook.commands.backtest import repository_slug
     from rcahook.train import data as td
     from rcahook.train import lm
-    from rcahook.train.card import CARD_FILE, DataConfig
+    from rcahook.train.card import CARD_FILE, DataConfig, default_dir
 
     if instructions and not Path(instructions).is_file():
         raise BadInputError(f"--instructions {instructions}: no such file; give a JSONL file of "
@@ -31,7 +23,7 @@ def run(*, repo: str, db: str | None, until: str | None, before: str | None, out
     history = open_history(r, db, update=True, graph=False)
     try:
         cut = td.resolve_cutoff(r, history, until=until, before=before)
-        out = Path(output) if output else default_dir(repository_slug(r), cut) / "data"
+        out = Path(output) if output else default_dir(r.slug(), cut) / "data"
         tokenizer_dir, config_dir = lm.model_dirs(base)
         tokenizer = lm.load_tokenizer(tokenizer_dir)
         config = replace(DataConfig(), block_size=min(DataConfig().block_size, lm.max_length(config_dir)))

@@ -41,6 +41,11 @@ class Rule:
     section: str | None  # GitLab section name as first written; None before any header
     exclude: bool = False  # GitLab "!pattern": matching paths have no owner in this section
 
+    def to_json(self) -> dict:
+        """As `rcahook owners` and `rcahook show` print it."""
+        return {"pattern": ("!" if self.exclude else "") + self.pattern, "owners": list(self.owners),
+                "line": self.line, "section": self.section}
+
 
 @dataclass(frozen=True)
 class Section:

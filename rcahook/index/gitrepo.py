@@ -19,12 +19,20 @@ import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pygit2
 from pygit2.enums import DiffFind, SortMode
 
-from rcahook.errors import (EmptyRepositoryError, GitFailedError, NotARepositoryError, RepositoryReadError,
-                            UnknownRevisionError)
+from rcahook.errors import (
+    EmptyRepositoryError,
+    GitFailedError,
+    NotARepositoryError,
+    RepositoryReadError,
+    UnknownRevisionError,
+)
+
+_Obj = TypeVar("_Obj", pygit2.Commit, pygit2.Tree, pygit2.Blob)
 
 # Identifiers a diff adds or removes: what the code talks about, beyond the message.
 _IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{2,}")
@@ -82,8 +90,8 @@ class CommitRecord:
     files: tuple[FileChange, ...]  # against the first parent; empty for merges
     idents_added: tuple[str, ...]
     idents_removed: tuple[str, ...]
-    shallow: bool = False
-    code_lines: int = 0  # added + deleted lines that are neither blank nor comments  # a parent is missing: history beyond it was not fetched
+    shallow: bool = False  # a parent is missing: history beyond it was not fetched
+    code_lines: int = 0  # added + deleted lines that are neither blank nor comments
 
 
 @dataclass(frozen=True)
@@ -304,6 +312,14 @@ class Repo:
     def workdir(self) -> Path | None:
         return Path(self._repo.workdir) if self._repo.workdir else None
 
+    def slug(self) -> str:
+        """A short name for file names: the work tree's directory, or the bare directory's."""
+        base = self.workdir if self.workdir is not None else self.git_dir
+        name = base.name.removesuffix(".git")
+        if name in ("", "repo", "git"):  # mirrors laid out as <name>/repo
+            name = base.parent.name.removesuffix(".git")
+        return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "repository"
+
     @property
     def is_shallow(self) -> bool:
         return self._repo.is_shallow
@@ -337,6 +353,14 @@ class Repo:
             raise EmptyRepositoryError(
                 f"{self.path} has no commits yet (unborn HEAD, no branches); commit something first")
         return tips
+
+    def _get(self, sha: str | pygit2.Oid, kind: type[_Obj]) -> _Obj:
+        """The object `sha` names, as `kind`; ValueError when it is another kind (a corrupt or
+        crafted repository); KeyError when it is missing."""
+        obj = self._repo[sha]
+        if not isinstance(obj, kind):
+            raise ValueError(f"object {sha} is a {obj.type_str}, expected a {kind.__name__.lower()}")
+        return obj
 
     def has_commit(self, sha: str) -> bool:
         try:
@@ -404,11 +428,11 @@ class Repo:
         return diff()
 
     def _commit_record(self, sha: str) -> CommitRecord:
-        commit = self._repo[sha]
+        commit = self._get(sha, pygit2.Commit)
         message = decode_text(commit.raw_message, commit.message_encoding)
         subject, body, trailers = split_message(message)
         parents = tuple(str(p) for p in commit.parent_ids)
-        if not parents and sha in self._shallow_boundary():
+        if not parents and sha in self.shallow_boundary():
             # libgit2 grafts a shallow clone's boundary commits into roots; diffing them
             # against the empty tree would record the whole tree as added by them
             parents = _raw_parents(commit.read_raw())
@@ -421,7 +445,7 @@ class Repo:
             diff = None
             if parents:
                 try:
-                    parent = self._repo[parents[0]]
+                    parent = self._get(parents[0], pygit2.Commit)
                 except KeyError:
                     shallow = True  # parent beyond a shallow clone's boundary
                 else:
@@ -448,7 +472,8 @@ class Repo:
             code_lines=code_lines,
         )
 
-    def _shallow_boundary(self) -> frozenset[str]:
+    def shallow_boundary(self) -> frozenset[str]:
+        """The commits whose parents this shallow clone lacks (empty when it is not shallow)."""
         if self._shallow is None:
             try:
                 text = (self.common_dir / "shallow").read_text()  # shared by linked worktrees
@@ -458,10 +483,10 @@ class Repo:
         return self._shallow
 
     def commit_time(self, sha: str) -> int:
-        return self._repo[sha].commit_time
+        return self._get(sha, pygit2.Commit).commit_time
 
     def parents(self, sha: str) -> tuple[str, ...]:
-        return tuple(str(p) for p in self._repo[sha].parent_ids)
+        return tuple(str(p) for p in self._get(sha, pygit2.Commit).parent_ids)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """`git merge-base --is-ancestor`: ancestor is descendant or one of its ancestors."""
@@ -469,17 +494,18 @@ class Repo:
 
     def list_tree(self, rev: str) -> list[TreeEntry]:
         """Every blob in the tree at rev (recursively), without a checkout."""
-        tree = self._repo[self.resolve(rev)].tree
+        tree = self._get(self.resolve(rev), pygit2.Commit).tree
         out: list[TreeEntry] = []
         stack = [("", tree)]
         while stack:
             prefix, t = stack.pop()
             for entry in t:
-                name = decode_path(entry.raw_name) if hasattr(entry, "raw_name") else entry.name
+                raw = getattr(entry, "raw_name", None)  # pygit2 before 1.15 has only the decoded name
+                name = decode_path(raw) if raw is not None else str(entry.name)
                 path = f"{prefix}{name}"
                 if entry.type_str == "tree":
-                    stack.append((path + "/", self._repo[entry.id]))
-                elif entry.type_str == "blob":
+                    stack.append((path + "/", self._get(entry.id, pygit2.Tree)))
+                elif isinstance(entry, pygit2.Blob):  # type_str "blob"; loaded only when read
                     try:
                         size: int | None = entry.size
                     except KeyError:  # pygit2.NotFoundError: not in this (partial) clone
@@ -489,12 +515,12 @@ class Repo:
 
     def read_blob(self, blob: str) -> bytes:
         """The blob's bytes; KeyError when it is not in this clone (partial clone)."""
-        return self._repo[blob].data
+        return self._get(blob, pygit2.Blob).data
 
     def read_path(self, rev: str, path: str) -> bytes | None:
         """File content at rev, or None when it does not exist there."""
         try:
-            entry = self._repo[self.resolve(rev)].tree[path]
+            entry = self._get(self.resolve(rev), pygit2.Commit).tree[path]
             obj = self._repo[entry.id]
         except KeyError:  # no such path, or its blob is not in this (partial) clone
             return None
@@ -502,9 +528,10 @@ class Repo:
 
     def changed_paths(self, old: str, new: str) -> list[tuple[str, str | None, str | None]]:
         """(path, old_blob, new_blob) for each file that differs between two revisions."""
-        diff = self._repo.diff(self._repo[self.resolve(old)], self._repo[self.resolve(new)])
+        diff = self._repo.diff(self._get(self.resolve(old), pygit2.Commit),
+                               self._get(self.resolve(new), pygit2.Commit))
         zero = "0" * 40
-        out = []
+        out: list[tuple[str, str | None, str | None]] = []
         for delta in diff.deltas:
             ob, nb = str(delta.old_file.id), str(delta.new_file.id)
             if ob != zero:
@@ -515,12 +542,12 @@ class Repo:
 
     def diff_text(self, sha: str, *, max_bytes: int = 20_000, context_lines: int = 1) -> str:
         """The commit's patch against its first parent, cut at max_bytes."""
-        commit = self._repo[sha]
-        if len(commit.parent_ids) > 1 or str(commit.id) in self._shallow_boundary():
+        commit = self._get(sha, pygit2.Commit)
+        if len(commit.parent_ids) > 1 or str(commit.id) in self.shallow_boundary():
             return ""
         if commit.parent_ids:
             try:
-                diff = self._repo.diff(self._repo[commit.parent_ids[0]], commit,
+                diff = self._repo.diff(self._get(commit.parent_ids[0], pygit2.Commit), commit,
                                        context_lines=context_lines)
             except KeyError:
                 return ""

@@ -12,19 +12,16 @@ only: a library exception may not survive pickling on its way back.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rcahook.index import store
-from rcahook.errors import RcahookError, RepositoryReadError
 from rcahook.index.gitrepo import CommitRecord, Repo
-from rcahook.index.links import ShaResolver, find_references
+from rcahook.index.links import find_references
+from rcahook.pool import WorkerPool, default_jobs
 from rcahook.progress import Progress
 
 BATCH = 128
@@ -77,19 +74,13 @@ _worker_repo: Repo | None = None
 
 
 def _worker_rows(args: tuple[str, Sequence[str]]) -> list[tuple]:
+    """In a worker process (the pool turns its errors into ones that cross back)."""
     global _worker_repo
     path, shas = args
-    try:
-        if _worker_repo is None or _worker_repo.path != path:
-            _worker_repo = Repo(path)
-        boundary = _worker_repo._shallow_boundary()
-        return [_rows(_worker_repo.commit_record(sha), boundary) for sha in shas]
-    except RcahookError:
-        raise
-    except Exception as e:  # noqa: BLE001 (any error: what matters is that it crosses back)
-        # whatever it is, it must cross back to the parent: a plain message always can
-        raise RepositoryReadError(f"indexing {path} failed in a worker process: {type(e).__name__}: {e} "
-                                  "(run with --jobs 1 for the full error; please report it)") from None
+    if _worker_repo is None or _worker_repo.path != path:
+        _worker_repo = Repo(path)
+    boundary = _worker_repo.shallow_boundary()
+    return [_rows(_worker_repo.commit_record(sha), boundary) for sha in shas]
 
 
 def _insert(conn: sqlite3.Connection, batch: Iterable[tuple]) -> int:
@@ -129,14 +120,17 @@ def _missing_parents(conn: sqlite3.Connection, shas: Sequence[str]) -> int:
     return n
 
 
-def _record_batches(repo: Repo, shas: Sequence[str], jobs: int) -> Iterator[list[tuple]]:
-    if jobs <= 1 or len(shas) < PARALLEL_MIN:
+def _record_pool(repo: Repo, shas: Sequence[str], jobs: int) -> WorkerPool:
+    """Workers for the diffs, started now: before the progress bar's thread (see rcahook.pool)."""
+    return WorkerPool(jobs if len(shas) >= PARALLEL_MIN else 1, what=f"indexing {repo.path}")
+
+
+def _record_batches(repo: Repo, shas: Sequence[str], pool: WorkerPool) -> Iterator[list[tuple]]:
+    if not pool.parallel:
         for chunk in _chunks(shas, BATCH):
-            yield [_rows(repo.commit_record(sha), repo._shallow_boundary()) for sha in chunk]
+            yield [_rows(repo.commit_record(sha), repo.shallow_boundary()) for sha in chunk]
         return
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        yield from pool.map(_worker_rows, ((repo.path, c) for c in _chunks(shas, BATCH)))
+    yield from pool.map(_worker_rows, ((repo.path, c) for c in _chunks(shas, BATCH)))
 
 
 def _lookup(conn: sqlite3.Connection, prefix: str) -> tuple[str, str | None]:
@@ -233,7 +227,7 @@ def _forget_deepened(conn: sqlite3.Connection, repo: Repo) -> bool:
     """Drop the rows of commits indexed at a shallow boundary whose parents the repository now
     has: recorded without their parents' trees, they are indexed again as new. True if any."""
     stale = []
-    for cid, sha in conn.execute("SELECT id, sha FROM commits WHERE shallow = 1").fetchall():
+    for (cid,) in conn.execute("SELECT id FROM commits WHERE shallow = 1").fetchall():
         parents = [p for (p,) in conn.execute("SELECT parent_sha FROM parents WHERE commit_id = ?", (cid,))]
         if parents and all(repo.has_commit(p) for p in parents):
             stale.append(cid)
@@ -278,9 +272,10 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                     "that were at it, and walking from the tips again")
                 done_tips = []  # the old tips hide the history that just arrived
             todo = _new_only(conn, list(repo.walk(tips, hide=done_tips)))
-            jobs = jobs or min(os.cpu_count() or 1, 8)
-            with progress.task("indexing commits", total=len(todo)) as advance:
-                for batch in _record_batches(repo, todo, jobs):
+            jobs = jobs or default_jobs()
+            with _record_pool(repo, todo, jobs) as pool, \
+                    progress.task("indexing commits", total=len(todo)) as advance:
+                for batch in _record_batches(repo, todo, pool):
                     with store.transaction(conn):
                         result.new_commits += _insert(conn, batch)
                     result.unavailable_changes += sum(c[-1] for _, _, changes, _ in batch for c in changes)
@@ -300,7 +295,8 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                 store.set_meta(conn, "repo", str(repo.path))
                 store.set_meta(conn, "indexed_at", str(int(time.time())))
             if graph:
-                from rcahook.codegraph import build, touched as history
+                from rcahook.codegraph import build
+                from rcahook.codegraph import touched as history
                 result.touched_commits = history.update_touched(conn, repo, progress=progress, jobs=jobs)
                 state = build.update_graph(conn, repo, graph_at or "HEAD", progress=progress)
                 result.graph_rev, result.graph_files = state.rev, state.files

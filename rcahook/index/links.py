@@ -53,7 +53,7 @@ class ShaResolver:
         """("resolved", sha), ("ambiguous", None) or ("unknown", None)."""
         prefix = prefix.lower()
         i = bisect.bisect_left(self._shas, prefix)
-        matches = []
+        matches: list[str] = []
         while i < len(self._shas) and self._shas[i].startswith(prefix) and len(matches) < 2:
             matches.append(self._shas[i])
             i += 1

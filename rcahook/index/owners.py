@@ -23,6 +23,7 @@ import bisect
 import time as _time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from rcahook.index.codeowners import CodeOwners, Rule, find_codeowners
 from rcahook.index.gitrepo import Repo
@@ -53,6 +54,11 @@ class Owner:
     share: float  # weight / everyone's weight, 0..1
     commits: int
     last_time: int  # author time of their most recent change, seconds since the epoch
+
+    def to_json(self) -> dict:
+        """As `rcahook owners` and `rcahook show` print it."""
+        return {"name": self.name, "email": self.email, "weight": round(self.weight, 6),
+                "share": round(self.share, 6), "commits": self.commits, "last_time": self.last_time}
 
 
 @dataclass(frozen=True)
@@ -214,12 +220,12 @@ class OwnershipModel:
         committer times (inclusive). `now` defaults to the newest of those commits."""
         rows: list[tuple] = []
         if _is_time_range(scope):
-            since, until = scope  # type: ignore[misc]
+            since, until = scope
             rows = history.conn.execute(
                 f"{_TOUCH_SQL} WHERE c.committer_time >= ? AND c.committer_time <= ?",
                 (since, until)).fetchall()
         else:
-            shas = list(dict.fromkeys(scope))  # type: ignore[arg-type]
+            shas = list(dict.fromkeys(scope))
             for i in range(0, len(shas), 500):
                 chunk = shas[i:i + 500]
                 rows += history.conn.execute(
@@ -269,6 +275,6 @@ class OwnershipModel:
         return self.owners_of(path).get(email.lower(), 0.0)
 
 
-def _is_time_range(scope: object) -> bool:
+def _is_time_range(scope: object) -> TypeGuard[tuple[int, int]]:
     return (isinstance(scope, tuple) and len(scope) == 2
             and all(isinstance(x, int) and not isinstance(x, bool) for x in scope))

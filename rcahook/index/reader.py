@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rcahook.index import store
 from rcahook.errors import NotFoundError, UnknownRevisionError
+from rcahook.index import store
 
 
 @dataclass(frozen=True)
@@ -336,11 +336,27 @@ class History:
             " JOIN commits c ON c.id = l.fix_id WHERE l.culprit_sha=? ORDER BY c.author_time", (sha,))]
         return as_fix, as_culprit
 
-    def culprit_of(self) -> dict[str, str]:
+    def _links_of_fixes(self, fixes: Iterable[str]) -> list[Link]:
+        """links(), for these fixes only, in the same order (by the fix's author time, sha, seq)."""
+        rows: list[tuple] = []
+        shas = list(dict.fromkeys(fixes))
+        for i in range(0, len(shas), 500):
+            chunk = shas[i:i + 500]
+            rows += self.conn.execute(
+                "SELECT c.author_time, c.sha, l.culprit_sha, l.kind, l.ref, l.status, l.seq FROM links l"
+                f" JOIN commits c ON c.id = l.fix_id WHERE c.sha IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        rows.sort(key=lambda r: (r[0], r[1], r[6]))
+        return [Link(*r[1:]) for r in rows]
+
+    def culprit_of(self, fixes: Iterable[str] | None = None) -> dict[str, str]:
         """fix sha -> culprit sha, by the protocol: the first culprit reference that resolves
-        (reverts excluded)."""
+        (reverts excluded). With `fixes`, for those commits only (a window reads its own links,
+        not every link of the history), in the same order."""
         out: dict[str, str] = {}
-        for link in self.links(kinds=("fixes", "regression", "introduced")):
+        links = self.links() if fixes is None else self._links_of_fixes(fixes)
+        for link in links:
+            if link.kind not in ("fixes", "regression", "introduced"):
+                continue
             if link.status == "resolved" and link.fix not in out:
                 out[link.fix] = link.culprit  # type: ignore[assignment]
         return out

@@ -280,15 +280,43 @@ def _create(path: Path) -> StoreConnection:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(conn: sqlite3.Connection, *, busy_timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+    """The one write transaction, for the index and the state database alike.
+
+    BEGIN IMMEDIATE takes the write lock up front: a deferred one that reads first and then
+    writes can fail with "database is locked" half-way, whatever the busy timeout. COMMIT on
+    success; ROLLBACK on any exception, Ctrl-C and the scan's deadline included (unless SQLite
+    already rolled back itself). `busy_timeout`: seconds to wait for another writer, for this
+    transaction only (connections wait 30 s).
+    """
+    previous = None
+    if busy_timeout is not None:
+        (previous,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if previous is not None:
+            conn.execute(f"PRAGMA busy_timeout={int(previous)}")
+
+
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One consistent view of the database for several reads (a writer may commit meanwhile:
+    WAL readers keep the snapshot they started with); takes no write lock."""
+    conn.execute("BEGIN")
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
 
 
 def get_meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:

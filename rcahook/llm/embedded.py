@@ -121,7 +121,7 @@ def _dequantize(gguf: Path, out: Path) -> None:
     # The GGUF reader draws its own tqdm bar, which no setting turns off after import.
     with quiet_progress(), contextlib.redirect_stderr(io.StringIO()):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
         kwargs = dict(gguf_file=gguf.name, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
@@ -129,6 +129,8 @@ def _dequantize(gguf: Path, out: Path) -> None:
         # save_pretrained refuses a model that carries a GGUF quantization_config; the
         # weights are already de-quantized, so a plain Llama built from the config holds them.
         config = quantized.config
+        if not isinstance(config, LlamaConfig):  # reported as a damaged file by the caller
+            raise ValueError(f"{gguf.name} holds a {type(config).__name__}, expected a Llama model")
         if hasattr(config, "quantization_config"):
             del config.quantization_config
         config.name_or_path = EMBEDDED

@@ -219,7 +219,8 @@ def _load(base: Path, *, adapter: Path | None, name: str, device: str | None) ->
         tokenizer_dir = adapter if adapter and (adapter / "tokenizer_config.json").is_file() else base
         try:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
+            # Any: a transformers model, or the peft model that wraps it
+            model: Any = AutoModelForCausalLM.from_pretrained(
                 base, dtype=dtype, device_map=device, local_files_only=True)
             if adapter is not None:
                 from peft import PeftModel

@@ -25,7 +25,13 @@ from collections.abc import Callable, Sequence
 from rcahook.errors import ModelAnswerError
 from rcahook.llm.backend import Backend
 from rcahook.llm.prompt import (
-    MAX_CANDIDATES, CandidateView, IncidentView, Prompt, assign_labels, build_prompt, parse_labels,
+    MAX_CANDIDATES,
+    CandidateView,
+    IncidentView,
+    Prompt,
+    assign_labels,
+    build_prompt,
+    parse_labels,
 )
 
 Progress = Callable[[int, int], None]

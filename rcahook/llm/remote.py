@@ -19,6 +19,7 @@ import http.client
 import json
 import math
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -244,7 +245,7 @@ class _ReadTimeout:
     urllib has one timeout for both, and a generation legitimately takes longer than a handshake."""
 
     def __init__(self, *args: Any, read_timeout: float, **kwargs: Any):
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self.read_timeout = read_timeout
 
     def connect(self) -> None:
@@ -274,12 +275,14 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, read_timeout: float):
-        super().__init__()
+        # the default verifying context, kept here: HTTPSHandler's own attribute for it is private
+        self.ssl_context = ssl.create_default_context()
+        super().__init__(context=self.ssl_context)
         self.read_timeout = read_timeout
 
     def https_open(self, req: urllib.request.Request) -> Any:
         return self.do_open(functools.partial(_HTTPSConnection, read_timeout=self.read_timeout), req,
-                            context=self._context)
+                            context=self.ssl_context)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -222,23 +222,15 @@ def calibration_document(entries: Mapping[str, Calibration]) -> dict:
 
 
 def _logistic_fit(X, y, *, l2: float, weight=None):
-    """Newton's method for L2-regularised logistic regression; X (N, K) gets a bias column."""
+    """L2-regularised logistic regression (numeric.fit_logistic); X (N, K) gets a bias column.
+    Returns (K+1,): the weights, then the bias."""
     import numpy as np
 
-    X = np.hstack([X, np.ones((len(X), 1))])  # (N, K+1)
-    sw = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
-    w = np.zeros(X.shape[1])
-    ridge = np.full(X.shape[1], 2 * l2)
-    ridge[-1] = 1e-6  # the bias is (almost) not shrunk; enough to keep one-class data finite
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-np.clip(X @ w, -30, 30)))
-        grad = X.T @ ((p - y) * sw) + ridge * w
-        hess = (X * (sw * p * (1 - p))[:, None]).T @ X + np.diag(ridge)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).sum() < 1e-9:
-            break
-    return w
+    from rcahook.numeric import fit_logistic
+
+    # l2 |w|^2 as before; the bias is (almost) not shrunk: enough to keep one-class data finite
+    coef, bias, _ = fit_logistic(X, y, l2=2 * l2, intercept_l2=1e-6, weight=weight, max_iter=100, jitter=0.0)
+    return np.append(coef, bias)
 
 
 def fit_platt(raw: Sequence[float], hit: Sequence[bool], *, l2: float = 1e-3) -> Calibration:

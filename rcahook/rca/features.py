@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rcahook.index.reader import CommitView
-from rcahook.text import BM25, component_prefix, identifier_tokens, tokenize
+from rcahook.text import BM25, DOC_PATH, component_prefix, identifier_tokens, tokenize
 
 # The order is the weight vector's; a new feature goes at the end and old weight files
 # get 0 for it.
@@ -54,9 +54,6 @@ NORMALIZED: tuple[str, ...] = (
     "assoc_max", "assoc_mean", "component_files",
 )
 
-_DOC_PATH = re.compile(
-    r"(^|/)(docs?|man|tests?|testsuite|test cases|unittests|ci|\.github|\.gitlab)/"
-    r"|\.(md|rst|txt|ya?ml|adoc)$|(^|/)(NEWS|README|ChangeLog|CHANGELOG)[^/]*$", re.IGNORECASE)
 # Identifiers as people write them in titles: snake_case, camelCase, CamelCase, a.b.c
 _IDENT_IN_TEXT = re.compile(
     r"\b[A-Za-z_][A-Za-z0-9]*_[A-Za-z0-9_]+\b|\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")
@@ -83,12 +80,13 @@ class Background:
     """What history before the investigated revision says about words, files and culprits."""
 
     n_commits: int
-    word_files: dict[str, Counter]  # query word -> file -> weight
-    word_commits: Counter  # query word -> commits whose subject has it
-    component_files: dict[str, Counter]  # subject prefix -> file -> weight
-    culprit_files: Counter  # file -> times in a root cause
+    word_files: Mapping[str, Mapping[str, float]]  # query word -> file -> weight
+    word_commits: Counter[str]  # query word -> commits whose subject has it
+    component_files: Mapping[str, Mapping[str, float]]  # subject prefix -> file -> weight
+    culprit_files: Counter[str]  # file -> times in a root cause
     culprit_count: int
-    author_files: dict[str, Counter] = field(default_factory=dict)  # email -> file -> decayed weight
+    # email -> file -> decayed weight
+    author_files: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def build_background(history_commits: Sequence[CommitView], culprits: dict[str, str],
@@ -98,10 +96,11 @@ def build_background(history_commits: Sequence[CommitView], culprits: dict[str, 
     `culprits` maps fix -> culprit; only fixes among `history_commits` count, so nothing
     after the revision leaks in. `words` restricts the word model to the query's words.
     """
-    word_files: dict[str, Counter] = defaultdict(Counter)
-    word_commits: Counter = Counter()
-    component_files: dict[str, Counter] = defaultdict(Counter)
-    author_files: dict[str, Counter] = defaultdict(Counter)
+    # float weights: a Counter is typed for counts (int)
+    word_files: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+    word_commits: Counter[str] = Counter()
+    component_files: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+    author_files: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     present = {c.sha for c in history_commits}
     by_sha = {c.sha: c for c in history_commits}
     now = now or (history_commits[0].author_time if history_commits else 0)
@@ -127,7 +126,7 @@ def build_background(history_commits: Sequence[CommitView], culprits: dict[str, 
         mine = author_files[c.author_email.lower()]
         for p in paths:
             mine[p] += decay
-    culprit_files: Counter = Counter()
+    culprit_files: Counter[str] = Counter()
     n_culprits = 0
     for fix, culprit in culprits.items():
         if fix in present and culprit in by_sha:
@@ -213,7 +212,7 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
     idents = incident_identifiers(query.text)
     long_words = [w for w in q_set if len(w) >= 4]
     # query words -> files, idf-weighted: which files does history say this title is about?
-    file_weight: Counter = Counter()
+    file_weight: defaultdict[str, float] = defaultdict(float)
     for w in q_set:
         n_w = background.word_commits.get(w, 0)
         if n_w == 0:
@@ -265,7 +264,7 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
             X[i, col["culprit_prior"]] = math.log1p(counts[j])
             if counts[j]:
                 e.culprit_file = (paths[j], counts[j])
-            X[i, col["doc_share"]] = sum(bool(_DOC_PATH.search(p)) for p in paths) / len(paths)
+            X[i, col["doc_share"]] = sum(bool(DOC_PATH.search(p)) for p in paths) / len(paths)
             stems = [p.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower() for p in paths]
             X[i, col["basename_match"]] = sum(any(w in s and w != s for s in stems) for w in long_words)
         if idents:
@@ -276,7 +275,8 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
             X[i, col["log_age_days"]] = -math.log1p(max(query.time - c.author_time, 0) / 86400)
         if impacted:
             # an impacted directory (a service's prefix) is hit by any change under it
-            hit = [b for b in impacted if b in paths_set[i] or (b.endswith("/") and any(p.startswith(b) for p in paths))]
+            hit = [b for b in impacted
+                   if b in paths_set[i] or (b.endswith("/") and any(p.startswith(b) for p in paths))]
             e.impacted_hits = [p for p in paths if p in impacted_set or any(p.startswith(d) for d in impacted_dirs)]
             X[i, col["impacted_overlap"]] = len(hit) / len(impacted)
             if paths:
@@ -302,7 +302,7 @@ def compute_features(query: Query, commits: Sequence[CommitView], background: Ba
 def _owner_shares(background: Background, impacted: Sequence[str]) -> dict[str, float]:
     """email -> share of the decayed history weight on the impacted files (and their dirs)."""
     dirs = {p.rsplit("/", 1)[0] + "/" for p in impacted if "/" in p}
-    totals: Counter = Counter()
+    totals: dict[str, float] = {}
     for email, files in background.author_files.items():
         w = 0.0
         for p, v in files.items():

@@ -20,8 +20,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -193,17 +192,6 @@ def _unopenable(path: Path, e: sqlite3.DatabaseError) -> Exception:
                        "check the file and the disk, then run this again")
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def new_id(now: int) -> str:
     day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d")
     return f"inv-{day}-{secrets.token_hex(2)}"
@@ -216,7 +204,7 @@ def save_investigation(conn: sqlite3.Connection, *, repo: str, at: str, ranker: 
     for _ in range(100):
         inv_id = new_id(now)
         try:
-            with _transaction(conn):
+            with store.transaction(conn):
                 conn.execute("INSERT INTO investigations VALUES (?,?,?,?,?,?,?)",
                              (inv_id, now, repo, at, ranker, json.dumps(incident), json.dumps(results)))
             return inv_id
@@ -269,7 +257,7 @@ def record_verdicts(conn: sqlite3.Connection, saved: SavedInvestigation, *, root
                             "give each commit once")
     ranks = {sha: i + 1 for i, sha in enumerate(saved.candidates)}
     now = int(time.time()) if now is None else now
-    with _transaction(conn):
+    with store.transaction(conn):
         for kind, sha in resolved:
             conn.execute(
                 "INSERT INTO verdicts (investigation_id, created, verdict, sha, in_candidates, rank, note)"

@@ -9,7 +9,7 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -181,51 +181,56 @@ def incident_from_mapping(data: object, *, source: str = "incident") -> Incident
     if "title" not in data:
         raise BadInputError(f"{source}: field 'title' is required (a one-line summary of the incident)")
     fields = _Fields(source)
-    values = {
-        "title": fields.text(data, "title", required=True),
-        "description": fields.text(data, "description") or "",
-        "time": fields.time(data),
-        "at": fields.text(data, "at"),
-        "since": fields.duration(data),
-        "window": fields.window(data),
-        "impacted_paths": fields.paths(data),
-        "services": fields.names(data, "services"),
-        "stack_trace": fields.stack_trace(data),
-    }
-    if values["since"] is not None and values["window"] is not None:
+    # validated in field order, so the first bad field is the one reported
+    incident = Incident(
+        title=fields.required_text(data, "title"),
+        description=fields.text(data, "description") or "",
+        time=fields.time(data),
+        at=fields.text(data, "at"),
+        since=fields.duration(data),
+        window=fields.window(data),
+        impacted_paths=fields.paths(data),
+        services=fields.names(data, "services"),
+        stack_trace=fields.stack_trace(data),
+    )
+    if incident.since is not None and incident.window is not None:
         raise BadInputError(
             f"{source}: fields 'since' and 'window' both given; use 'since' for an age "
             f"or 'window' for a number of recent commits, not both"
         )
-    return Incident(**values)
+    return incident
 
 
-def merge(base: Incident, **overrides: object) -> Incident:
+def merge(base: Incident, *, title: str | None = None, description: str | None = None,
+          time: datetime | None = None, at: str | None = None, since: timedelta | None = None,
+          window: int | None = None, impacted_paths: str | Iterable[str] | None = None,
+          services: str | Iterable[str] | None = None, stack_trace: str | None = None) -> Incident:
     """`base` with the given fields replaced, as command-line flags override file fields.
 
     An override of None, or an empty sequence for `impacted_paths`/`services`, means
     the flag was not given and the base value stays. Overriding `since` drops the base's
     `window` and the other way round, since one replaces the other.
     """
-    unknown = sorted(set(overrides) - set(FIELDS))
-    if unknown:
-        raise TypeError(f"merge() got unknown Incident fields: {', '.join(unknown)}")
-    changes: dict[str, object] = {}
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        if name in ("impacted_paths", "services"):
-            if isinstance(value, str):
-                value = (value,)
-            value = tuple(value)  # type: ignore[arg-type]
-            if not value:
-                continue
-        changes[name] = value
-    if "since" in changes and "window" not in changes:
-        changes["window"] = None
-    elif "window" in changes and "since" not in changes:
-        changes["since"] = None
-    return dataclasses.replace(base, **changes)
+    def names(value: str | Iterable[str] | None, current: tuple[str, ...]) -> tuple[str, ...]:
+        given = (value,) if isinstance(value, str) else tuple(value or ())
+        return given or current
+
+    if since is not None or window is not None:  # one replaces the other unless both are given
+        new_since, new_window = since, window
+    else:
+        new_since, new_window = base.since, base.window
+    return dataclasses.replace(
+        base,
+        title=base.title if title is None else title,
+        description=base.description if description is None else description,
+        time=base.time if time is None else time,
+        at=base.at if at is None else at,
+        since=new_since,
+        window=new_window,
+        impacted_paths=names(impacted_paths, base.impacted_paths),
+        services=names(services, base.services),
+        stack_trace=base.stack_trace if stack_trace is None else stack_trace,
+    )
 
 
 def _kind(value: object) -> str:
@@ -250,13 +255,19 @@ class _Fields:
         hint = "; quote it in YAML" if isinstance(value, (bool, int, float, date)) and "string" in expected else ""
         return BadInputError(f"{self.source}: field '{name}' must be {expected}, got {_kind(value)}{hint}")
 
-    def text(self, data: Mapping, name: str, *, required: bool = False) -> str | None:
+    def text(self, data: Mapping, name: str) -> str | None:
         value = data.get(name)
-        if value is None and not required:
+        if value is None:
             return None
-        if not isinstance(value, str) or (required and not value.strip()):
-            raise self.fail(name, "a non-empty string" if required else "a string", value)
+        if not isinstance(value, str):
+            raise self.fail(name, "a string", value)
         # YAML block scalars (`description: |`) end with a newline nobody means.
+        return value.strip()
+
+    def required_text(self, data: Mapping, name: str) -> str:
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(name, "a non-empty string", value)
         return value.strip()
 
     def time(self, data: Mapping) -> datetime | None:

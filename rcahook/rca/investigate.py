@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import re
 import time as _time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rcahook.index import store
 from rcahook.config import Config
-from rcahook.rca.confidence import Signals, load_calibration, raw_confidence, signals_for
 from rcahook.errors import BadInputError, EmptySearchSpaceError, ModelServerError, NotFoundError
-from rcahook.rca.features import GraphHints, Query
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
+from rcahook.rca.confidence import Signals, load_calibration, raw_confidence, signals_for
+from rcahook.rca.features import GraphHints, Query
 from rcahook.rca.incident import Incident
-from rcahook.rca.ranking import RANKERS, Ranking, RankerSpec, rank
+from rcahook.rca.model import WEIGHTS_FILE, load_weights
+from rcahook.rca.ranking import RANKERS, RankerSpec, Ranking, rank
 from rcahook.rca.reasons import Reason, reasons_for, relative_age
 from rcahook.rca.retrieve import Candidate, RetrievalConfig, graph_hints, needs_graph, search_space
-from rcahook.rca.model import WEIGHTS_FILE, load_weights
 from rcahook.rca.stacktrace import Frame, Trace, map_frames, parse_capped
 
 DEFAULT_SINCE = timedelta(days=14)

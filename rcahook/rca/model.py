@@ -4,7 +4,7 @@ P(candidate i caused the incident) = softmax_i(w · x_i) over the search space, 
 maximum likelihood on investigations (one root cause among its candidates). Default
 weights ship in rcahook/data/; `rcahook train` fits a repository's own, saved in the
 index directory and picked up automatically. The pre-push risk scanner reuses the same
-features through its own small model (risk.py).
+features through its own small model (risk/model.py).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rcahook.errors import ConfigError
+from rcahook.numeric import fit_conditional_logit
 from rcahook.rca.features import all_feature_names
 
 WEIGHTS_FILE = "weights.json"  # in <git dir>/rcahook/, written by `rcahook train`
@@ -33,7 +34,7 @@ class Weights:
         current = all_feature_names()
         if self.names == current:
             return self.values
-        lookup = dict(zip(self.names, self.values))
+        lookup = dict(zip(self.names, self.values, strict=True))
         return np.array([lookup.get(n, 0.0) for n in current])
 
     def to_json(self) -> dict:
@@ -50,8 +51,11 @@ class Weights:
     def load(cls, path: Path | str) -> Weights:
         try:
             doc = json.loads(Path(path).read_text())
-            return cls(tuple(doc["names"]), np.array(doc["values"], dtype=np.float64), doc.get("info", {}))
-        except (OSError, ValueError, KeyError) as e:
+            names, values = tuple(doc["names"]), np.array(doc["values"], dtype=np.float64)
+            if values.shape != (len(names),):
+                raise ValueError(f"{len(names)} names but values of shape {values.shape}")
+            return cls(names, values, doc.get("info", {}))
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"cannot read feature weights from {path} ({e}); re-run `rcahook train` "
                               "or delete the file to use the defaults") from e
 
@@ -96,45 +100,14 @@ def order(scores: np.ndarray) -> np.ndarray:
 
 def fit(examples: Sequence[tuple[np.ndarray, int]], *, l2: float = 1e-3, max_iter: int = 50,
         names: tuple[str, ...] | None = None, info: dict | None = None) -> Weights:
-    """Maximum-likelihood conditional logit with an L2 penalty, by Newton's method.
+    """Maximum-likelihood conditional logit with an L2 penalty (numeric.fit_conditional_logit).
 
     examples: (X (N_k, F), index of the root cause in X). The log-likelihood is concave, so
     Newton converges in a handful of steps; F is small, so the (F, F) Hessian is cheap.
+    Not converging (the line search found no decrease) is noted in `info`.
     """
-    assert examples, "fit needs at least one investigation"
-    F = examples[0][0].shape[1]
-    w = np.zeros(F)
-    n = len(examples)
-
-    def objective(w: np.ndarray) -> float:
-        total = 0.0
-        for X, y in examples:
-            s = X @ w
-            m = s.max()
-            total += s[y] - (m + np.log(np.exp(s - m).sum()))
-        return -total / n + l2 * float(w @ w)
-
-    current = objective(w)
-    for _ in range(max_iter):
-        grad = np.zeros(F)
-        hess = np.zeros((F, F))
-        for X, y in examples:
-            p = softmax(X @ w)  # (N,)
-            mean = p @ X  # (F,)
-            grad += X[y] - mean
-            hess += (X * p[:, None]).T @ X - np.outer(mean, mean)
-        grad = -grad / n + 2 * l2 * w
-        hess = hess / n + 2 * l2 * np.eye(F)
-        step = np.linalg.solve(hess, grad)
-        t = 1.0
-        while t > 1e-4:
-            candidate = w - t * step
-            value = objective(candidate)
-            if value <= current:
-                break
-            t /= 2
-        if current - value < 1e-7:
-            w, current = candidate, min(value, current)
-            break
-        w, current = candidate, value
-    return Weights(names or all_feature_names(), w, info or {})
+    result = fit_conditional_logit(examples, l2=l2, max_iter=max_iter)
+    info = dict(info or {})
+    if not result.converged:
+        info["converged"] = False
+    return Weights(names or all_feature_names(), result.w, info)

@@ -6,11 +6,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
+from rcahook.errors import ModelUnavailableError
+from rcahook.index.reader import CommitView, History
 from rcahook.rca.features import GraphHints, Query
-from rcahook.index.reader import History
-from rcahook.rca.retrieve import Candidate, Retrieval, RetrievalConfig, retrieve
 from rcahook.rca.model import Weights
+from rcahook.rca.retrieve import Candidate, Retrieval, RetrievalConfig, retrieve
+
+if TYPE_CHECKING:
+    from rcahook.llm.backend import Backend
+    from rcahook.llm.prompt import CandidateView
 
 RANKERS = ("features", "election", "logprob")
 
@@ -19,7 +25,7 @@ RANKERS = ("features", "election", "logprob")
 class RankerSpec:
     name: str = "features"
     weights: Weights | None = None
-    backend: object | None = None  # rcahook.llm.backend.Backend, loaded by the caller
+    backend: Backend | None = None  # loaded by the caller
     llm_top: int = 40  # how many of the features ranking the model re-ranks
     prompt_size: int = 20
     picks: int = 5
@@ -38,8 +44,19 @@ class Ranking:
     notes: list[str] = field(default_factory=list)
 
 
-def _candidate_views(history: History, candidates: Sequence[Candidate], diff_text: Callable[[str], str] | None,
-                     spec: RankerSpec):
+class HasCommit(Protocol):
+    """What candidate_views reads of a candidate (a retrieve.Candidate, or a training pick)."""
+
+    @property
+    def sha(self) -> str: ...
+
+    @property
+    def commit(self) -> CommitView: ...
+
+
+def candidate_views(history: History, candidates: Sequence[HasCommit], diff_text: Callable[[str], str] | None,
+                    spec: RankerSpec) -> list[CandidateView]:
+    """What the prompt shows of each candidate: subject, paths, touched definitions, diff excerpt."""
     from rcahook.llm.prompt import CandidateView
 
     touched = history.touched_many([c.sha for c in candidates])
@@ -62,15 +79,20 @@ def llm_rerank(history: History, query: Query, candidates: list[Candidate], spec
     head, tail = candidates[: spec.llm_top], candidates[spec.llm_top:]
     if len(head) <= 1:
         return candidates
+    if spec.backend is None:  # a caller bug, but say what is missing rather than fail inside the ranker
+        raise ModelUnavailableError(f"the {spec.name} ranker needs a model and none was loaded; "
+                                    "pass --model or --llm-url, or use --ranker features")
     impacted = tuple(query.impacted_paths[:6]) + tuple(query.functions[:6])
     incident = IncidentView(title=query.title, description=query.description[:600], impacted=impacted)
-    views = _candidate_views(history, head, diff_text, spec)
-    common = dict(prompt_size=spec.prompt_size, shuffles=spec.shuffles, seed=spec.seed,
-                  token_budget=spec.token_budget, progress=progress)
+    views = candidate_views(history, head, diff_text, spec)
     if spec.name == "election":
-        ordered = election_rank(spec.backend, incident, views, picks=spec.picks, **common)
+        ordered = election_rank(spec.backend, incident, views, picks=spec.picks, prompt_size=spec.prompt_size,
+                                shuffles=spec.shuffles, seed=spec.seed, token_budget=spec.token_budget,
+                                progress=progress)
     else:
-        ordered = logprob_rank(spec.backend, incident, views, keep=spec.picks, **common)
+        ordered = logprob_rank(spec.backend, incident, views, keep=spec.picks, prompt_size=spec.prompt_size,
+                               shuffles=spec.shuffles, seed=spec.seed, token_budget=spec.token_budget,
+                               progress=progress)
     by_sha = {c.sha: c for c in head}
     return [by_sha[key] for key, _ in ordered] + tail
 

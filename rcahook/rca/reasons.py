@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from rcahook.rca.features import FEATURE_NAMES, Query
 from rcahook.rca.retrieve import Candidate
 from rcahook.text import component_prefix, identifier_tokens, tokenize
@@ -165,12 +167,13 @@ def reasons_for(candidate: Candidate, query: Query, *, sources: Mapping[str, str
         out["large_change"] = f"large change: +{c.added} -{c.deleted} lines in {c.n_files} files"
     if query.time is not None and 0 <= query.time - c.committer_time <= RECENT_SECONDS:
         out["recent"] = f"landed {human_age(query.time - c.committer_time)} before the incident"
-    if candidate.contributions is None:
+    contributions = candidate.contributions
+    if contributions is None:
         return [Reason(kind, out[kind]) for kind in KINDS if kind in out]
     # Only what raised this candidate's score counts as a reason, strongest first: a fact
     # the model weighs against a change (say, a large change on a repository where large
     # changes rarely break things) is not why it was picked.
-    lift = {kind: _lift(candidate, kind) for kind in out}
+    lift = {kind: _lift(contributions, kind) for kind in out}
     ranked = sorted((k for k in out if lift[k] > 0), key=lambda k: (-lift[k], KINDS.index(k)))
     return [Reason(kind, out[kind]) for kind in ranked]
 
@@ -186,7 +189,7 @@ _FEATURES_OF = {
 }
 
 
-def _lift(candidate: Candidate, kind: str) -> float:
+def _lift(contributions: np.ndarray, kind: str) -> float:
     from rcahook.rca.features import all_feature_names
 
     names = all_feature_names()
@@ -194,7 +197,7 @@ def _lift(candidate: Candidate, kind: str) -> float:
     for feature in _FEATURES_OF[kind]:
         for name in (feature, f"{feature}/max"):
             if name in names:
-                total += float(candidate.contributions[names.index(name)])
+                total += float(contributions[names.index(name)])
     return total
 
 

@@ -179,8 +179,8 @@ def render_text(doc: dict, out) -> None:
     fallback = f" (fell back from {r['requested']})" if r["fallback"] else ""
     out.print(Text(f"ranker: {r['name']}{fallback}{model}, {r['weights']} weights; confidence "
                    f"{c['value']:.0%} that the root cause is among the top {c['top']} ({c['calibration']})"))
-    if fallback_line(doc):
-        out.print(Text(term_text(fallback_line(doc)), style="yellow"), soft_wrap=True)  # one line, unfolded
+    if fallback_note := fallback_line(doc):
+        out.print(Text(term_text(fallback_note), style="yellow"), soft_wrap=True)  # one line, unfolded
     impacted = ", ".join(f"{i['path']} ({i['source']})" for i in doc["query"]["impacted"][:6])
     if impacted:
         out.print(Text(term_text(f"impacted: {impacted}")))
@@ -239,8 +239,8 @@ def render_markdown(doc: dict) -> str:
                  + (f" (fell back from `{r['requested']}`)" if r["fallback"] else "")
                  + f" · {md_text(_space_line(doc))}"
                  + (f" · investigation {md_code(doc['id'])}" if doc["id"] else ""))
-    if fallback_line(doc):
-        lines += ["", f"> **{md_text(fallback_line(doc))}**"]
+    if fallback_note := fallback_line(doc):
+        lines += ["", f"> **{md_text(fallback_note)}**"]
     if doc["query"]["impacted"]:
         lines.append("")
         lines.append("Impacted: " + ", ".join(f"{md_text(i['path'])} ({md_text(i['source'])})"

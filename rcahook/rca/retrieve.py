@@ -97,7 +97,8 @@ def feature_matrix(history: History, query: Query, space: Sequence[str], base: s
     commits = history.commits(space)
     background_shas = history.rev_list(base, max_count=config.background_depth)
     background = build_background(
-        history.commits(background_shas), culprits if culprits is not None else history.culprit_of(),
+        history.commits(background_shas),
+        culprits if culprits is not None else history.culprit_of(background_shas),  # only these count
         words=set(tokenize(query.text)), now=query.time)
     touched = history.touched_many(space)
     X, evidence = compute_features(query, commits, background, touched=touched,

@@ -2,7 +2,7 @@
 
 Every commit of the index that is not being pushed is history; the pushed commits are
 described against it (oldest first, each also seeing the pushed commits before it), with
-the features and model of risk.py. Reasons name concrete facts a reviewer can check:
+the state of risk/state.py and the model of risk/model.py. Reasons name concrete facts a reviewer can check:
 files and definitions that were root causes before, callers in the code graph, the
 author's experience with the files, and the past root causes the change resembles
 together with the fixes that named them.
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rcahook.rca.features import _DOC_PATH
 from rcahook.index.reader import History
-from rcahook.risk.model import (RISK_FEATURES, CommitFacts, Evidence, RiskHistory, RiskModel, culprit_events,
-                          load_facts)
+from rcahook.risk.facts import CommitFacts, load_facts
+from rcahook.risk.model import RiskModel
+from rcahook.risk.state import NOT_SAVED, RISK_FEATURES, RiskEvidence, history_state
+from rcahook.text import DOC_PATH
 from rcahook.untrusted import term_text
 
 # Which features each reason speaks for: a reason's weight is their share of the log-odds.
@@ -40,7 +40,7 @@ SIMILAR_MIN_SCORE = 8.0  # BM25 below this is a few shared common words, not a r
 
 
 @dataclass(frozen=True)
-class Reason:
+class RiskReason:
     kind: str  # a key of REASON_FEATURES
     text: str
     weight: float  # its features' share of the log-odds, against an average commit
@@ -69,7 +69,7 @@ class CommitRisk:
     author: str
     probability: float
     level: str
-    reasons: tuple[Reason, ...]
+    reasons: tuple[RiskReason, ...]
     location: Location | None
     similar: tuple[Similar, ...]
     lines_added: int
@@ -128,7 +128,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _reason_texts(c: CommitFacts, ev: Evidence, similar: Sequence[Similar], email: str) -> dict[str, str]:
+def _reason_texts(c: CommitFacts, ev: RiskEvidence, similar: Sequence[Similar], email: str) -> dict[str, str]:
     n_dirs = len({p.rsplit("/", 1)[0] if "/" in p else "." for p in c.paths})
     out = {"size": f"+{c.added}/-{c.deleted} lines in {_plural(len(c.files), 'file')}"
                    f" across {_plural(n_dirs, 'directory').replace('directorys', 'directories')}"}
@@ -168,7 +168,7 @@ def riskiest_hunk(history: History, sha: str, file_culprits: Callable[[str], int
     for ch in history.changes(sha):
         if ch.status == "D" or ch.binary or not ch.hunks:
             continue
-        key = (file_culprits(ch.path), not _DOC_PATH.search(ch.path), ch.added)
+        key = (file_culprits(ch.path), not DOC_PATH.search(ch.path), ch.added)
         if best is None or key > best[0]:
             best = (key, ch)
     if best is None:
@@ -177,113 +177,6 @@ def riskiest_hunk(history: History, sha: str, file_culprits: Callable[[str], int
     hunk = max(ch.hunks, key=lambda h: h[3])
     start = max(hunk[2], 1)
     return Location(ch.path, start, start + max(hunk[3], 1) - 1, hunk)
-
-
-# The state of history is saved in the index itself, as JSON parts validated on load: the
-# index is as untrusted as the repository (a CI cache can hand anyone's .git/rcahook/ to a
-# scan), so nothing in it may be code. Older rcahook pickled it to LEGACY_STATE_FILE, which is
-# never loaded: it is deleted and the state rebuilt (see #10).
-STATE_VERSION = 1  # meta 'risk_state_version'; bump when RiskHistory.to_parts changes shape
-STATE_TABLE = "CREATE TABLE IF NOT EXISTS risk_state (part TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID"
-LEGACY_STATE_FILE = "risk-state.pickle"
-NOT_SAVED = "the index is not writable here: this scan's state was not saved (the next scan recomputes it)"
-
-
-def load_state(conn) -> tuple[RiskHistory | None, str | None]:
-    """(the saved state, None), or (None, why it cannot be used); (None, None) when none was saved."""
-    from rcahook.index import store
-
-    version = store.get_meta(conn, "risk_state_version")
-    try:
-        rows = conn.execute("SELECT part, data FROM risk_state").fetchall()
-    except sqlite3.OperationalError:  # an index written before the table existed
-        rows = []
-    if version is None and not rows:
-        return None, None
-    if version != str(STATE_VERSION):
-        return None, f"the saved one has version {version}, this rcahook writes {STATE_VERSION}"
-    try:
-        parts = {part: json.loads(data) for part, data in rows}
-        if parts.get("features") != list(RISK_FEATURES):
-            return None, "the saved one was computed for other features"
-        return RiskHistory.from_parts(parts), None
-    except (ValueError, TypeError, KeyError, RecursionError) as e:
-        return None, f"the saved one is malformed ({str(e)[:120]})"
-
-
-def save_state(conn, state: RiskHistory) -> None:
-    """Replace the saved state, in one transaction; waits at most a second for a busy index."""
-    from rcahook.index import store
-
-    parts = {**state.to_parts(), "features": list(RISK_FEATURES)}
-    rows = [(name, json.dumps(value, separators=(",", ":"))) for name, value in parts.items()]
-    (busy,) = conn.execute("PRAGMA busy_timeout").fetchone()
-    conn.execute("PRAGMA busy_timeout=1000")
-    try:
-        with store.transaction(conn):
-            conn.execute(STATE_TABLE)
-            conn.execute("DELETE FROM risk_state")
-            conn.executemany("INSERT INTO risk_state VALUES (?, ?)", rows)
-            store.set_meta(conn, "risk_state_version", str(STATE_VERSION))
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={int(busy)}")
-
-
-def _is_busy(e: sqlite3.Error) -> bool:
-    return "locked" in str(e) or "busy" in str(e)
-
-
-def history_state(conn, index_dir: Path | None, exclude: set[str], *,
-                  say: Callable[[str], None] = lambda message: None) -> RiskHistory:
-    """RiskHistory over every indexed non-merge commit except `exclude`, with every culprit link
-    whose fix is not excluded either.
-
-    Feeding 7,000 commits costs a third of a second, so the state is saved in the index (when
-    `index_dir` is given) and the next scan only feeds what it lacks (new commits, new links).
-    A saved state that observed a commit now excluded (scanned again) is rebuilt from scratch.
-    """
-    shas = {sha for (sha,) in conn.execute("SELECT sha FROM commits WHERE n_parents <= 1")}
-    history = shas - exclude
-    state = None
-    if index_dir is not None:
-        state, why = load_state(conn)
-        legacy = index_dir / LEGACY_STATE_FILE
-        if os.path.lexists(legacy):
-            if state is None and why is None:
-                why = f"{legacy} is from an older rcahook and is never loaded (a pickle could run code)"
-            try:
-                legacy.unlink()
-            except OSError:
-                pass
-        if why:
-            say(f"rebuilding the scan state: {why}")
-        if state is not None and not state.observed <= history:
-            state = None
-    state = state or RiskHistory()
-    events = [e for e in culprit_events(conn) if e.fix not in exclude and (e.fix, e.culprit) not in state.learned]
-    missing = history - state.observed
-    if not missing and not events:
-        return state
-    facts = load_facts(conn, None if len(missing) > len(shas) // 2 else sorted(missing), light=True)
-    for sha in missing:
-        state.observe(facts[sha])
-    culprits = load_facts(conn, sorted({e.culprit for e in events}))
-    for e in events:
-        if e.culprit in culprits:
-            state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
-    if index_dir is not None:
-        from rcahook.index import store
-
-        try:
-            if store.is_read_only(conn):  # opened so, in a read-only repository: do not even try
-                raise sqlite3.OperationalError("attempt to write a readonly database")
-            save_state(conn, state)
-        except sqlite3.Error as e:
-            if not _is_busy(e):  # busy: `rcahook index` is writing; the next scan saves it
-                say(NOT_SAVED)
-        except OSError:
-            say(NOT_SAVED)
-    return state
 
 
 def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: Callable[[str], int] | None = None,
@@ -301,7 +194,7 @@ def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: 
     state.callers = callers
     rows, evidence = [], []
     for c in pushed:
-        x, ev = state.features(c, with_evidence=True)
+        x, ev = state.explain(c)
         rows.append(x)
         evidence.append(ev)
         state.observe(c)
@@ -313,7 +206,7 @@ def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: 
     subjects = {v.sha: v.subject for v in history.commits(
         {s for hits in resembled for h in hits for s in (h[0], *h[2])})}
     out = []
-    for i, (c, ev, hits) in enumerate(zip(pushed, evidence, resembled)):
+    for i, (c, ev, hits) in enumerate(zip(pushed, evidence, resembled, strict=True)):
         similar = tuple(Similar(sha, subjects.get(sha, ""), score,
                                 tuple((f, subjects.get(f, "")) for f in fixes))
                         for sha, score, fixes in hits if score >= SIMILAR_MIN_SCORE)
@@ -322,7 +215,7 @@ def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: 
         reasons = []
         for kind, text in texts.items():
             weight = float(sum(contributions[i, col[f]] for f in REASON_FEATURES[kind]))
-            reasons.append(Reason(kind, text, weight))
+            reasons.append(RiskReason(kind, text, weight))
         reasons.sort(key=lambda r: (r.kind != "size" and r.weight <= 0, -r.weight))
         p = float(probability[i])
         out.append(CommitRisk(

@@ -6,6 +6,7 @@ token (when the service has one), or a provider's signature for PagerDuty and Se
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,8 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rcahook import __version__
-from rcahook.rca import feedback as fb
 from rcahook.index.gitrepo import Repo
+from rcahook.rca import feedback as fb
 from rcahook.rca.incident import incident_from_mapping
 from rcahook.serve import deploys as dp
 from rcahook.serve import repos as rp
@@ -60,7 +61,7 @@ class DeployIn(BaseModel):
 
 
 def _investigation_summary(served: rp.ServedRepo, saved: fb.SavedInvestigation, verdicts: list[fb.Verdict],
-                           base_url: str) -> dict:
+                           base_url: str) -> dict[str, Any]:
     results = saved.results
     top = (results.get("suggestions") or [None])[0]
     current = fb.current_root_cause(verdicts)
@@ -73,7 +74,7 @@ def _investigation_summary(served: rp.ServedRepo, saved: fb.SavedInvestigation, 
             "url": f"{base_url}/investigations/{saved.id}"}
 
 
-def _verdict_json(v: fb.Verdict) -> dict:
+def _verdict_json(v: fb.Verdict) -> dict[str, Any]:
     return {"seq": v.seq, "created": fb.iso(v.created), "verdict": v.verdict, "sha": v.sha,
             "in_candidates": v.in_candidates, "rank": v.rank, "note": v.note, "superseded": v.superseded}
 
@@ -82,10 +83,10 @@ def base_url(service: Service, request: Request) -> str:
     return service.base_url or str(request.base_url).rstrip("/")
 
 
-def validation_response(errors: list[dict]) -> JSONResponse:
+def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
     """422 whose `error` names each field that is missing or wrong (`event.data.title: Field
     required`); `detail` keeps FastAPI's usual list."""
-    def where(loc) -> str:
+    def where(loc: Sequence[str | int]) -> str:
         parts = [str(p) for p in loc]
         return ".".join(parts[1:] if parts and parts[0] == "body" else parts) or "body"
 
@@ -139,7 +140,7 @@ def build_router(service: Service) -> APIRouter:
     api = [Depends(token)]
 
     @router.get("/api/health", dependencies=api, tags=["service"])
-    def health() -> dict:
+    def health() -> dict[str, Any]:
         """Whether each repository's index is ready (`head` set) and being updated."""
         states = [s.status() for s in service.repos.values()]
         return {"status": "ok" if all(s["head"] for s in states) else "starting", "version": __version__,
@@ -152,7 +153,7 @@ def build_router(service: Service) -> APIRouter:
                                                      examples=[INCIDENT_EXAMPLE])],
             repository: str | None = Query(None, description="Name given to --repo (default: the only one)."),
             environment: str | None = Query(None, description="Environment whose deploys bound the search."),
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Investigate an incident: the JSON of `rcahook investigate --format json` (docs/investigate.md),
         with its id, `url` (its page) and `repository`; saved for feedback."""
         served = service.pick(repository)
@@ -162,7 +163,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get("/api/investigations", dependencies=api, tags=["investigations"])
     def list_investigations(request: Request, repository: str | None = None,
-                            limit: int = Query(50, ge=1, le=1000)) -> dict:
+                            limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """Saved investigations, newest first (those of `rcahook investigate` too)."""
         repos = [service.pick(repository)] if repository else list(service.repos.values())
         url = base_url(service, request)
@@ -171,7 +172,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get("/api/investigations/{inv_id}", dependencies=api, tags=["investigations"])
     def get_investigation(request: Request, inv_id: str = Path(..., pattern=ID_PATTERN),
-                          repository: str | None = None) -> dict:
+                          repository: str | None = None) -> dict[str, Any]:
         """One saved investigation as it was reported, with its verdicts."""
         served, saved, verdicts = rp.find_saved(list(service.repos.values()), inv_id, repository)
         doc = rp.with_links(rp.saved_document(saved), served, base_url(service, request))
@@ -180,7 +181,7 @@ def build_router(service: Service) -> APIRouter:
     @router.post("/api/investigations/{inv_id}/feedback", status_code=201, dependencies=api,
                  tags=["investigations"])
     def record_feedback(body: FeedbackIn, inv_id: str = Path(..., pattern=ID_PATTERN),
-                        repository: str | None = None) -> dict:
+                        repository: str | None = None) -> dict[str, Any]:
         """Record the responder's verdict (the store `rcahook feedback` writes; never overwritten)."""
         served, saved, _ = rp.find_saved(list(service.repos.values()), inv_id, repository)
         conn = fb.open_state(served.state_path)
@@ -192,7 +193,7 @@ def build_router(service: Service) -> APIRouter:
         return {"id": saved.id, "recorded": [_verdict_json(v) for v in recorded]}
 
     @router.post("/api/deploys", status_code=201, dependencies=api, tags=["deploys"])
-    def create_deploy(body: DeployIn) -> dict:
+    def create_deploy(body: DeployIn) -> dict[str, Any]:
         """Record that a commit went live in an environment (what `rcahook deploy record` does)."""
         served = service.pick(body.repository)
         sha = Repo(served.path).resolve(body.sha)  # a hex string: nothing but an object lookup
@@ -209,7 +210,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get("/api/deploys", dependencies=api, tags=["deploys"])
     def list_deploys(repository: str | None = None, environment: str | None = None,
-                     limit: int = Query(100, ge=1, le=1000)) -> dict:
+                     limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         served = service.pick(repository)
         if not served.state_path.exists():
             return {"repository": served.name, "deploys": []}
@@ -232,7 +233,8 @@ def build_router(service: Service) -> APIRouter:
             "suggestions": [{k: s[k] for k in ("rank", "sha", "short_sha", "subject")} for s in doc["suggestions"]]})
 
     @router.post("/webhooks/alertmanager", dependencies=api, tags=["webhooks"], status_code=201)
-    def alertmanager(request: Request, payload: wh.AlertmanagerWebhook, repository: str | None = None):
+    def alertmanager(request: Request, payload: wh.AlertmanagerWebhook, repository: str | None = None,
+                     ) -> JSONResponse:
         """Prometheus Alertmanager `webhook_config`: a firing group becomes an investigation."""
         if payload.status != "firing":
             raise Ignored("status resolved: nothing to investigate")
@@ -240,7 +242,8 @@ def build_router(service: Service) -> APIRouter:
         return investigate_alert(request, wh.from_alertmanager(payload, _services(served)), repository)
 
     @router.post("/webhooks/pagerduty", dependencies=[Depends(pagerduty_auth)], tags=["webhooks"], status_code=201)
-    def pagerduty(request: Request, payload: wh.PagerDutyWebhook, repository: str | None = None):
+    def pagerduty(request: Request, payload: wh.PagerDutyWebhook, repository: str | None = None,
+                  ) -> JSONResponse:
         """PagerDuty v3 webhook subscription: `incident.triggered` becomes an investigation."""
         if payload.event.event_type != "incident.triggered":
             raise Ignored(f"event_type {payload.event.event_type}: only incident.triggered starts an investigation")
@@ -252,7 +255,7 @@ def build_router(service: Service) -> APIRouter:
         return investigate_alert(request, wh.from_pagerduty(incident, _services(served)), repository)
 
     @router.post("/webhooks/sentry", dependencies=[Depends(sentry_auth)], tags=["webhooks"], status_code=201)
-    def sentry(request: Request, payload: wh.SentryWebhook, repository: str | None = None):
+    def sentry(request: Request, payload: wh.SentryWebhook, repository: str | None = None) -> JSONResponse:
         """Sentry integration issue alert (`Sentry-Hook-Resource: event_alert`): the event, its stack
         trace included, becomes an investigation."""
         served = service.pick(repository)
@@ -261,7 +264,7 @@ def build_router(service: Service) -> APIRouter:
     return router
 
 
-def _services(served: rp.ServedRepo) -> dict:
+def _services(served: rp.ServedRepo) -> dict[str, Any]:
     """The repository's `[tool.rcahook.services]`, for mapping labels onto service names."""
     repo = Repo(served.path)
     return dict(rp.operator_config(repo, served.head).services)

@@ -8,13 +8,14 @@ for /api and /webhooks, an HTML page elsewhere.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote
 
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -75,9 +76,17 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(("/api/", "/webhooks/"))
 
 
+def run_server(service: Service, *, host: str, port: int, log_level: str) -> None:
+    """Serve until interrupted (uvicorn: imported here, so that only serve/ imports it)."""
+    import uvicorn
+
+    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+                server_header=False)
+
+
 def create_app(service: Service) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.updater is not None:
             service.updater.start()
         yield
@@ -94,7 +103,7 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RcahookError)
-    async def rcahook_error(request: Request, e: RcahookError):
+    async def rcahook_error(request: Request, e: RcahookError) -> Response:
         status = _status(e)
         if status >= 500 and not isinstance(e, (rp.NotReadyError, IndexLockedError)):
             log.warning("%s %s: %s", request.method, request.url.path, e)
@@ -104,25 +113,25 @@ def create_app(service: Service) -> FastAPI:
         return HTMLResponse(pages.render("error.html", status=status, message=str(e)), status_code=status)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException):
+    async def http_error(request: Request, e: HTTPException) -> Response:
         if _wants_json(request) or e.status_code == 401:
             return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=e.headers)
         return HTMLResponse(pages.render("error.html", status=e.status_code, message=e.detail),
                             status_code=e.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, e: RequestValidationError):
+    async def invalid(request: Request, e: RequestValidationError) -> Response:
         return validation_response(list(e.errors()))
 
     @app.exception_handler(Exception)
-    async def bug(request: Request, e: Exception):
+    async def bug(request: Request, e: Exception) -> Response:
         # a bug: the traceback goes to the service's log, the client gets one line
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"error": f"internal error: {type(e).__name__}: {e} (the traceback is in the "
                                       "service's log; please report it)"}, status_code=500)
 
     @app.exception_handler(Ignored)
-    async def ignored(request: Request, e: Ignored):
+    async def ignored(request: Request, e: Ignored) -> Response:
         return JSONResponse({"ignored": str(e)}, status_code=200)
 
     # -- pages ------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ def create_app(service: Service) -> FastAPI:
         pass
 
     @app.exception_handler(_SignIn)
-    async def sign_in(request: Request, e: _SignIn):
+    async def sign_in(request: Request, e: _SignIn) -> Response:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
     async def page_token(request: Request) -> None:
@@ -166,7 +175,7 @@ def create_app(service: Service) -> FastAPI:
         return HTMLResponse(pages.render("login.html", next=local_path(next), failed=False))
 
     @app.post("/login", include_in_schema=False)
-    async def login(request: Request):
+    async def login(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         given, target = form.get("token", [""])[0], local_path(form.get("next", ["/"])[0])
         if service.token is None or not same_secret(given, service.token):

@@ -16,8 +16,10 @@ import sqlite3
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from rcahook.errors import BadInputError
+from rcahook.index import store
 from rcahook.index.reader import History
 from rcahook.rca.investigate import Scope
 from rcahook.rca.retrieve import search_space
@@ -34,7 +36,7 @@ class Deploy:
     time: int  # epoch seconds: when it went live
     recorded: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"environment": self.environment, "sha": self.sha, "time": _iso(self.time),
                 "recorded": _iso(self.recorded)}
 
@@ -55,14 +57,9 @@ def record_deploy(conn: sqlite3.Connection, *, environment: str, sha: str, time:
                   now: int | None = None) -> Deploy:
     """Append one deploy (fsync'd, like verdicts). `sha` is a full sha the caller resolved."""
     now = int(_time.time()) if now is None else now
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.transaction(conn):
         cur = conn.execute("INSERT INTO deploys (environment, sha, time, recorded) VALUES (?,?,?,?)",
                            (check_environment(environment), sha, time, now))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return Deploy(cur.lastrowid, environment, sha, time, now)  # type: ignore[arg-type]
 
 
@@ -113,7 +110,7 @@ class DeployScope:
     def scope(self) -> Scope:
         return Scope(at=self.last.sha, hide=self.previous.sha if self.previous else None)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"environment": self.environment, "last": self.last.to_json(),
                 "previous": self.previous.to_json() if self.previous else None,
                 "range": f"{self.last.sha[:12]} --not {self.previous.sha[:12]}" if self.previous else None}
@@ -144,11 +141,11 @@ def scope_for(history: History, known: list[Deploy], *, environment: str, until:
     return DeployScope(environment, last, previous, usable, notes)
 
 
-def deployed_at(history: History, scope: DeployScope, shas: list[str]) -> dict[str, dict]:
+def deployed_at(history: History, scope: DeployScope, shas: list[str]) -> dict[str, dict[str, Any]]:
     """For each sha, the first of the scope's deploys that contained it: {"time", "sha",
     "exact"}; `exact` is False when the oldest deploy looked at already had it (it went live
     then or earlier)."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     todo = set(shas)
     oldest = scope.history[-1]
     for d in reversed(scope.history):  # oldest first

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -43,7 +44,7 @@ def _percent(value: float | None) -> str:
 _env.filters.update(when=_when, percent=_percent)
 
 
-def render(name: str, **context) -> str:
+def render(name: str, **context: Any) -> str:
     return _env.get_template(name).render(**context)
 
 
@@ -65,7 +66,7 @@ TICKS = [(3600, "1h"), (3 * 3600, "3h"), (12 * 3600, "12h"), (86400, "1d"), (2 *
          (7 * 86400, "7d"), (14 * 86400, "14d"), (30 * 86400, "30d"), (90 * 86400, "90d"), (365 * 86400, "1y")]
 
 
-def timeline(doc: dict) -> dict | None:
+def timeline(doc: dict[str, Any]) -> dict[str, Any] | None:
     """Suspects (by rank), the deploys and the incident on one axis of time before the
     incident, on a log scale: the last hours get as much room as the weeks before them."""
     end = _parse(doc["incident"]["time"]).timestamp()
@@ -113,7 +114,7 @@ def diff_lines(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def verdict_rows(verdicts: list[fb.Verdict]) -> list[dict]:
+def verdict_rows(verdicts: list[fb.Verdict]) -> list[dict[str, Any]]:
     return [{"seq": v.seq, "when": fb.iso(v.created),
              "verdict": "root cause" if v.verdict == "root_cause" else "not it", "sha": v.sha,
              "superseded": v.superseded, "note": v.note or ""} for v in verdicts]

@@ -24,19 +24,23 @@ import sqlite3
 import threading
 import time
 from contextlib import nullcontext
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from rcahook.rca import feedback as fb
-from rcahook.index import store
 from rcahook.config import Config, load_config, user_settings
 from rcahook.errors import NotFoundError, RcahookError
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
+from rcahook.rca import feedback as fb
 from rcahook.rca.incident import Incident
-from rcahook.rca.investigate import epoch
+from rcahook.rca.investigate import Result, epoch
 from rcahook.serve import deploys as dp
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 log = logging.getLogger("rcahook.serve")
 
@@ -82,13 +86,13 @@ class ServedRepo:
         common = repo.common_dir
         return cls(name, Path(path).resolve(), store.default_db_path(common), fb.state_path(common), common)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "head": self.head, "commits": self.commits,
                 "updating": self.updating, "last_update": fb.iso(int(self.last_update)) if self.last_update else None,
                 "error": self.last_error}
 
 
-def _index_child(path: str, db: str, out) -> None:
+def _index_child(path: str, db: str, out: Connection) -> None:
     """In a spawned process: bring the index up to date (one job: the service keeps the CPU)."""
     from rcahook.index.indexer import index_repository
 
@@ -200,7 +204,7 @@ _model_lock = threading.Lock()  # LLM rankers hold a model in memory: one such i
 
 
 def run_investigation(served: ServedRepo, incident: Incident, options: ServeOptions, *,
-                      environment: str | None, base_url: str, source: dict | None = None) -> dict:
+                      environment: str | None, base_url: str, source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Investigate, save for feedback, and return the document `investigate --format json`
     prints, with its id, its page's URL, the repository name, the deploys used and, for an
     alert, where it came from (`source`: provider and link)."""
@@ -233,9 +237,8 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
     incident = dataclasses.replace(incident, at=incident.at or head)
     history = History.open(served.index_path)
     try:
-        history.conn.execute("BEGIN")  # one snapshot of the index for the whole investigation
-        try:
-            scope = dp.scope_for(history, known, environment=env, until=epoch(incident.time)) if known else None
+        with store.read_snapshot(history.conn):  # one snapshot of the index for the whole investigation
+            scope = dp.scope_for(history, known, environment=env, until=epoch(incident.time)) if known and env else None
             if scope is not None:
                 incident = dataclasses.replace(incident, at=scope.last.sha)
             with _model_lock if opts.ranker != "features" else nullcontext():
@@ -245,8 +248,6 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
             for note in scope.notes if scope else []:
                 result.warnings.append(note)
             live = dp.deployed_at(history, scope, [s.candidate.sha for s in result.suggestions]) if scope else {}
-        finally:
-            history.conn.execute("COMMIT")
     finally:
         history.close()
     created = int(time.time())
@@ -259,7 +260,7 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
     return with_links(doc, served, base_url)
 
 
-def save(served: ServedRepo, doc: dict, result, created: int) -> str:
+def save(served: ServedRepo, doc: dict[str, Any], result: Result, created: int) -> str:
     from rcahook.rca import report
 
     conn = fb.open_state(served.state_path)
@@ -272,11 +273,11 @@ def save(served: ServedRepo, doc: dict, result, created: int) -> str:
         conn.close()
 
 
-def with_links(doc: dict, served: ServedRepo, base_url: str) -> dict:
+def with_links(doc: dict[str, Any], served: ServedRepo, base_url: str) -> dict[str, Any]:
     return {**doc, "repository": served.name, "url": f"{base_url}/investigations/{doc['id']}"}
 
 
-def saved_document(saved: fb.SavedInvestigation) -> dict:
+def saved_document(saved: fb.SavedInvestigation) -> dict[str, Any]:
     """A saved investigation as the document `investigate --format json` printed."""
     results = {k: v for k, v in saved.results.items() if k != "candidates"}
     return {"schema_version": results.pop("schema_version", None), "id": saved.id,

@@ -18,8 +18,12 @@ import json
 import os
 import stat
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rcahook.errors import BadInputError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 1 << 20  # 1 MiB: an alert group or a Sentry event with its stack trace fits many times over
 TOKEN_COOKIE = "rcahook_token"
@@ -96,23 +100,24 @@ def pagerduty_signed(body: bytes, header: str | None, secrets: list[str]) -> boo
 
 
 def sentry_signed(body: bytes, header: str | None, secret: str) -> bool:
-    return bool(header) and hmac.compare_digest(_hmac_hex(secret, body), header.strip())  # type: ignore[union-attr]
+    return header is not None and hmac.compare_digest(_hmac_hex(secret, body), header.strip())
 
 
 class BodyLimit:
     """ASGI middleware: read a request's body whole, answer 413 past `limit` (whatever the
     Content-Length claims), then hand the app the buffered body."""
 
-    def __init__(self, app, limit: int = MAX_BODY):
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY):
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(send)
-        chunks, size, more = [], 0, True
+        chunks: list[bytes] = []
+        size, more = 0, True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -125,7 +130,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         body, delivered = b"".join(chunks), False
 
-        async def replay():
+        async def replay() -> Message:
             nonlocal delivered
             if not delivered:
                 delivered = True
@@ -134,7 +139,7 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _too_large(self, send) -> None:
+    async def _too_large(self, send: Send) -> None:
         payload = json.dumps({"error": f"request body larger than {self.limit} bytes; send less "
                                        "(a stack trace is cut to its first and last frames anyway)"}).encode()
         await send({"type": "http.response.start", "status": 413,
@@ -146,14 +151,14 @@ class BodyLimit:
 class SecurityHeaders:
     """ASGI middleware: the CSP and friends on every response."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def with_headers(message):
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
                 message = {**message, "headers": [*message.get("headers", []),

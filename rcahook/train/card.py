@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rcahook import __version__
 
@@ -20,7 +21,8 @@ CARD_FORMAT = "rcahook.model/1"
 MARKDOWN_CARD = "MODEL_CARD.md"
 
 
-def _help(text: str, default: object) -> object:
+# Any, as dataclasses.field is typed: the field's declared type is the one that counts
+def _help(text: str, default: Any) -> Any:
     return field(default=default, metadata={"help": text})
 
 
@@ -91,6 +93,11 @@ class Cutoff:
         return cls(doc["rule"], doc.get("given"), doc["sha"], int(doc["time"]))
 
 
+def default_dir(slug: str, cut: Cutoff) -> Path:
+    """models/<repo>-<cut-off date>: where `rcahook train` and `rcahook train data` write by default."""
+    return Path("models") / f"{slug}-{datetime.fromtimestamp(cut.time, timezone.utc):%Y%m%d}"
+
+
 def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -138,7 +145,7 @@ class StageResult:
 
     @classmethod
     def from_json(cls, doc: dict) -> StageResult:
-        return cls(**{k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc})
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
 def write_card(out: Path, card: dict) -> Path:

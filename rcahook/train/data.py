@@ -26,9 +26,9 @@ from typing import NamedTuple
 from rcahook.backtest.mine import Investigation, mine_investigations
 from rcahook.backtest.run import query_for
 from rcahook.errors import BadInputError
-from rcahook.rca.features import Query
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
+from rcahook.index.reader import CommitView, History
+from rcahook.rca.features import Query
 from rcahook.train.card import Cutoff, DataConfig
 
 CPT_DOCS = "cpt_docs.jsonl"
@@ -137,6 +137,9 @@ def corpus_documents(repo: Repo, history: History, cut: Cutoff, allowed: set[str
     for entry in sorted(repo.list_tree(cut.sha), key=lambda e: e.path):
         kind = _kind_of(entry.path)
         if kind is None:
+            continue
+        if entry.size is None:  # not in this (partial) clone: nothing to read; the count appears only then
+            stats["missing"] = stats.get("missing", 0) + 1
             continue
         if entry.size > config.max_file_bytes:
             stats["huge"] += 1
@@ -269,10 +272,10 @@ def feedback_cases(repo: Repo, history: History, *, window: int) -> tuple[list[C
 
 
 class _Pick(NamedTuple):
-    """What ranking._candidate_views needs of a candidate."""
+    """What ranking.candidate_views needs of a candidate."""
 
     sha: str
-    commit: object
+    commit: CommitView
 
 
 class SftBuilder:
@@ -291,7 +294,7 @@ class SftBuilder:
 
     def row(self, case: Case) -> dict:
         from rcahook.llm.prompt import IncidentView, assign_labels, build_prompt
-        from rcahook.rca.ranking import RankerSpec, _candidate_views
+        from rcahook.rca.ranking import RankerSpec, candidate_views
         from rcahook.rca.retrieve import retrieve
 
         cfg = self.config
@@ -309,7 +312,7 @@ class SftBuilder:
         rng.shuffle(keys)
         views = {c.sha: c for c in self.history.commits(keys)}
         spec = RankerSpec()
-        cviews = _candidate_views(self.history, [_Pick(k, views[k]) for k in keys], self.repo.diff_text, spec)
+        cviews = candidate_views(self.history, [_Pick(k, views[k]) for k in keys], self.repo.diff_text, spec)
         q = case.query
         incident = IncidentView(title=q.title, description=q.description[:600],
                                 impacted=tuple(q.impacted_paths[:6]) + tuple(q.functions[:6]))

@@ -2,23 +2,27 @@
 
 Every outcome goes through `rcahook.backtest.run.Replayer`, i.e. `ranking.rank`, exactly
 as `rcahook backtest` replays it; outcomes are appended to a JSONL file as they come, so an
-interrupted evaluation resumes where it stopped.
+interrupted evaluation resumes where it stopped (`rcahook.jsonl`: one made with other
+settings is refused, never overwritten).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from rcahook.backtest.metrics import Outcome, summarize
 from rcahook.backtest.mine import Investigation, mine_investigations
 from rcahook.backtest.run import Replayer, select
 from rcahook.index.reader import History
+from rcahook.jsonl import ResultsFile
 from rcahook.progress import Progress
 from rcahook.train.card import Cutoff
 
 RESULTS = "eval.jsonl"
+RESULTS_FORMAT = "rcahook.train.eval/1"
 BASELINES = ("bm25", "recency")
 LLM = ("election", "logprob")
 
@@ -55,9 +59,9 @@ def evaluate(history: History, investigations: list[Investigation], *, head: str
         pairs.append(("features", "learned weights"))
     if settings.llm:
         pairs += [(r, m) for m in models for r in LLM]
-    header = {"type": "header", "head": head, "cutoff": cut.to_json(), "settings": asdict(settings),
-              "weights": weights.to_json()["values"], "models": sorted(models)}
-    done = _load(output, header)
+    results = results_file(output, head=head, cut=cut, settings=settings, pairs=pairs, default=default,
+                           weights=weights)
+    done = stored_outcomes(results.load())
     culprits = history.culprit_of()
     progress = progress or Progress(enabled=False)
     replayers: dict[str, Replayer] = {}
@@ -71,13 +75,7 @@ def evaluate(history: History, investigations: list[Investigation], *, head: str
                                         seed=settings.seed, diff_text=diff_text, graph_at=graph_at)
         return replayers[model]
 
-    fresh = not done
-    if not fresh:
-        _drop_partial_line(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w" if fresh else "a") as f:
-        if fresh:
-            f.write(json.dumps(header) + "\n")
+    with results.open(resume=True) as f:
         for ranker, model in pairs:
             missing = [inv for inv in investigations if (inv.fix, ranker, model) not in done]
             if not missing:
@@ -87,10 +85,9 @@ def evaluate(history: History, investigations: list[Investigation], *, head: str
                 for inv in missing:
                     o = r.outcome(inv, ranker)
                     done[inv.fix, ranker, model] = o
-                    f.write(json.dumps({"type": "result", "fix": inv.fix, "ranker": ranker, "model": model,
-                                        "rank": o.rank, "window": o.window, "retrieved": o.retrieved,
-                                        "stage1": o.stage1, "seconds": round(o.seconds, 3)}) + "\n")
-                    f.flush()
+                    f.write({"type": "result", "fix": inv.fix, "ranker": ranker, "model": model, "rank": o.rank,
+                             "window": o.window, "retrieved": o.retrieved, "stage1": o.stage1,
+                             "seconds": round(o.seconds, 3)})
                     advance(1)
             if model in models and ranker == LLM[-1]:
                 replayers.pop(model, None)  # one model in memory at a time
@@ -104,28 +101,30 @@ def evaluate(history: History, investigations: list[Investigation], *, head: str
             "fixes": [inv.fix for inv in investigations], "rows": rows, "results": str(output)}
 
 
-def _drop_partial_line(path: Path) -> None:
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+_CHECKED = ("head", "cutoff", "window", "track", "sample", "seed")
 
 
-def _load(path: Path, header: dict) -> dict[tuple[str, str, str], Outcome]:
-    """Outcomes of an earlier run with the same settings; none when they differ."""
-    if not path.is_file():
-        return {}
-    done: dict[tuple[str, str, str], Outcome] = {}
-    for n, line in enumerate(path.read_text().splitlines()):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # cut short by an interruption
-        if n == 0 and {k: v for k, v in row.items() if k != "type"} != {k: v for k, v in header.items()
-                                                                        if k != "type"}:
+def results_file(output: Path, *, head: str, cut: Cutoff, settings: EvalSettings, pairs: list[tuple[str, str]],
+                 default, weights) -> ResultsFile:
+    """The settings every outcome depends on are checked on resume; each (ranker, model) pair's
+    own (its weights, the LLM re-ranking depth) only when an earlier run measured that pair, so
+    an evaluation with the models can follow one of the features rankers alone."""
+    def config(ranker: str, model: str) -> dict:
+        if ranker in BASELINES:
             return {}
-        if row.get("type") == "result":
-            done[row["fix"], row["ranker"], row["model"]] = Outcome(
-                row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"), row.get("stage1"),
-                row.get("seconds", 0.0))
-    return done
+        used = default if model == "default weights" else weights
+        fingerprint = hashlib.sha256(json.dumps(used.to_json()["values"]).encode()).hexdigest()[:16]
+        return {"weights": fingerprint} | ({"llm_top": settings.llm_top} if ranker in LLM else {})
+
+    header = {"format": RESULTS_FORMAT, "head": head, "cutoff": cut.to_json(), "window": settings.window,
+              "track": settings.track, "sample": settings.sample, "seed": settings.seed,
+              "pairs": {f"{ranker} ({model})": config(ranker, model) for ranker, model in pairs}}
+    return ResultsFile(output, header, checked=_CHECKED, parts="pairs",
+                       fix=f"evaluate with the same settings, or pass another --output (or delete {output}) "
+                           "to evaluate afresh")
+
+
+def stored_outcomes(records: list[dict]) -> dict[tuple[str, str, str], Outcome]:
+    return {(row["fix"], row["ranker"], row["model"]): Outcome(
+        row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"), row.get("stage1"),
+        row.get("seconds", 0.0)) for row in records if row.get("type") == "result"}

@@ -1,12 +1,13 @@
 """The two small models every `rcahook train` run fits besides the language model:
-the features ranker's weights (`scorer.fit`, conditional logit) and the pre-push risk
-model (`risk.fit_risk`), both from the history before the cut-off only, and a calibration
+the features ranker's weights (`rca.model.fit`, conditional logit) and the pre-push risk
+model (`risk.training.fit_risk`), both from the history before the cut-off only, and a calibration
 of the features ranker's confidence on those weights (Platt scaling on a time split)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rcahook.backtest.mine import Investigation
 from rcahook.backtest.run import query_for
@@ -15,6 +16,16 @@ from rcahook.index.reader import History
 from rcahook.progress import Progress
 from rcahook.train.card import Cutoff
 
+if TYPE_CHECKING:  # numpy, networkx: kept off this module's import
+    import numpy as np
+
+    from rcahook.codegraph.graph import CodeGraph
+    from rcahook.rca.confidence import Calibration
+    from rcahook.rca.model import Weights
+    from rcahook.risk.model import RiskModel
+
+    Example = tuple[float, np.ndarray, int]  # (time, normalized feature matrix, index of the root cause)
+
 TRACKS = ("title", "paths")  # one weight vector serves incidents with and without impacted paths
 CALIBRATION_SHARE = 0.25  # the newest quarter of the investigations calibrates weights fitted on the rest
 MIN_CALIBRATION = 20  # fewer held-out investigations than this: keep the shipped calibration
@@ -22,13 +33,13 @@ MIN_CALIBRATION = 20  # fewer held-out investigations than this: keep the shippe
 
 @dataclass
 class Fitted:
-    weights: object | None = None  # rcahook.rca.model.Weights
-    risk: object | None = None  # rcahook.risk.model.RiskModel
-    calibration: object | None = None  # rcahook.rca.confidence.Calibration
+    weights: Weights | None = None
+    risk: RiskModel | None = None
+    calibration: Calibration | None = None
     notes: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict:
-        out: dict = {}
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if self.weights is not None:
             info = self.weights.info
             out["features"] = {"file": "weights.json", "summary":
@@ -49,13 +60,14 @@ class Fitted:
         return out
 
 
-def _examples(history: History, investigations: Sequence[Investigation], *, graph_at, progress):
+def _examples(history: History, investigations: Sequence[Investigation], *,
+              graph_at: Callable[[str], CodeGraph] | None, progress: Progress | None) -> list[Example]:
     """(time, normalized feature matrix, index of the root cause) per investigation and track."""
     from rcahook.rca.features import normalized_matrix
     from rcahook.rca.retrieve import feature_matrix, graph_hints, needs_graph
 
     culprits = history.culprit_of()
-    examples = []
+    examples: list[Example] = []
     progress = progress or Progress(enabled=False)
     with progress.task(f"features ({len(investigations)} investigations)", total=len(investigations)) as advance:
         for inv in investigations:
@@ -72,7 +84,7 @@ def _examples(history: History, investigations: Sequence[Investigation], *, grap
     return examples
 
 
-def fit_calibration(examples: Sequence[tuple[float, object, int]]):
+def fit_calibration(examples: Sequence[Example]) -> Calibration | None:
     """Platt scaling of the top-5 mass on the newest investigations, weights fitted on the older ones.
 
     A calibration fitted on the weights' own training data would be over-confident; a time
@@ -86,7 +98,8 @@ def fit_calibration(examples: Sequence[tuple[float, object, int]]):
     if len(held) < MIN_CALIBRATION or cut < MIN_CALIBRATION:
         return None
     weights = fit([(X, y) for _, X, y in ordered[:cut]])
-    raw, hit = [], []
+    raw: list[float] = []
+    hit: list[bool] = []
     for _, X, y in held:
         s = X @ weights.aligned()
         top = list(order(s))[:5]
@@ -100,7 +113,8 @@ def fit_calibration(examples: Sequence[tuple[float, object, int]]):
 
 def fit_feature_weights(history: History, investigations: Sequence[Investigation], *, cut: Cutoff,
                         window: int, repository: str, progress: Progress | None = None,
-                        graph_at: Callable[[str], object] | None = None):
+                        graph_at: Callable[[str], CodeGraph] | None = None,
+                        ) -> tuple[Weights | None, Calibration | None]:
     """The features ranker fitted on the investigations before the cut-off, both tracks,
     and its calibration (None where there are too few investigations)."""
     from rcahook.rca.model import fit
@@ -117,7 +131,7 @@ def fit_feature_weights(history: History, investigations: Sequence[Investigation
 
 def fit_scorers(history: History, investigations: Sequence[Investigation], *, cut: Cutoff, window: int,
                 repository: str, progress: Progress | None = None,
-                graph_at: Callable[[str], object] | None = None) -> Fitted:
+                graph_at: Callable[[str], CodeGraph] | None = None) -> Fitted:
     out = Fitted()
     if investigations:
         out.weights, out.calibration = fit_feature_weights(history, investigations, cut=cut, window=window,
@@ -132,9 +146,9 @@ def fit_scorers(history: History, investigations: Sequence[Investigation], *, cu
     else:
         out.notes.append("no investigation before the cut-off: the features ranker keeps the default weights")
     try:
-        from rcahook.risk.model import fit_risk
+        from rcahook.risk.training import fit_risk
     except ImportError:  # the risk scorer is optional in this build
-        out.notes.append("rcahook.risk.model.fit_risk is not available: the risk model keeps its defaults")
+        out.notes.append("rcahook.risk.training.fit_risk is not available: the risk model keeps its defaults")
         return out
     try:
         # fit_risk's bound is exclusive; the cut-off time is inclusive

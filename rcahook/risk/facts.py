@@ -1,0 +1,111 @@
+"""What the risk features need of each commit, read in bulk from the index (`load_facts`),
+and the document "resembles" compares (`similarity_document`).
+
+numpy-free and light: the pre-push hook reads every commit of history through here.
+"""
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from rcahook.text import tokenize
+
+MAX_FILES = 30  # a tree-wide rename says nothing about which files break
+MAX_IDENTS = 60  # identifiers per commit in the similarity document
+_FIX_WORD = re.compile(r"\b(fix\w*|bug\w*|regression|crash\w*|broken|revert\w*)\b", re.IGNORECASE)
+
+
+class CommitFacts(NamedTuple):
+    """What the risk features need of one commit (read in bulk from the index)."""
+
+    sha: str
+    time: int  # committer time: when the commit entered history
+    email: str  # lower-cased author email
+    subject: str
+    files: tuple[tuple[str, str, int, int], ...]  # (path, status, added, deleted)
+    idents: tuple[str, ...]  # identifiers the diff adds, then those it removes
+    n_idents_added: int
+    is_fix: bool
+    defs: tuple[str, ...]  # names of the definitions it touches
+    new_defs: int  # definitions touched on the new side only (created)
+    body_words: int
+    foreign: bool  # committer differs from author
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(f[0] for f in self.files)
+
+    @property
+    def added(self) -> int:
+        return sum(f[2] for f in self.files)
+
+    @property
+    def deleted(self) -> int:
+        return sum(f[3] for f in self.files)
+
+
+
+def similarity_document(c: CommitFacts) -> list[str]:
+    """What "resembles" compares: subject, paths and the identifiers the diff adds or removes
+    (split at `_` and punctuation by the protocol tokenizer; cheap enough for every culprit)."""
+    return tokenize(f"{c.subject} {' '.join(c.paths[:MAX_FILES])} {' '.join(c.idents[:MAX_IDENTS])}")
+
+
+def _chunks(items: Sequence, size: int = 500) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def load_facts(conn: sqlite3.Connection, shas: Sequence[str] | None = None, *,
+               light: bool = False) -> dict[str, CommitFacts]:
+    """CommitFacts of these commits (every non-merge commit when None), by sha.
+
+    `light` reads only what observing a commit needs (time, author, subject, files): the
+    scan reads all history so, and the few commits it describes or learns from in full.
+    """
+    cols = "id, sha, committer_time, author_email, committer_email, subject"
+    cols += ", '', '', ''" if light else ", body, idents_added, idents_removed"
+    if shas is None:
+        rows = conn.execute(f"SELECT {cols} FROM commits WHERE n_parents <= 1").fetchall()
+    else:
+        rows = []
+        for chunk in _chunks(list(dict.fromkeys(shas))):
+            rows += conn.execute(f"SELECT {cols} FROM commits WHERE sha IN ({','.join('?' * len(chunk))})",
+                                 chunk).fetchall()
+
+    def per_commit(sql: str, column: str) -> Iterator[tuple]:
+        """Rows of `sql` for the commits read above (every row when reading every commit)."""
+        if shas is None:
+            yield from conn.execute(sql.format(where=""))
+            return
+        for chunk in _chunks([r[0] for r in rows]):
+            yield from conn.execute(sql.format(where=f"WHERE {column} IN ({','.join('?' * len(chunk))})"), chunk)
+
+    files: dict[int, list[tuple[str, str, int, int]]] = defaultdict(list)
+    for cid, *change in per_commit(
+            "SELECT commit_id, path, status, added, deleted FROM changes {where} ORDER BY commit_id, idx",
+            "commit_id"):
+        files[cid].append(tuple(change))
+    names: dict[int, set[str]] = defaultdict(set)
+    sides: dict[int, dict[str, set[str]]] = defaultdict(lambda: {"new": set(), "old": set()})
+    fixes: set[int] = set()
+    if not light:
+        for cid, path, name, qualname, side in per_commit(
+                "SELECT commit_id, path, name, qualname, side FROM touched {where}", "commit_id"):
+            names[cid].add(name)
+            sides[cid][side].add(f"{path}:{qualname}")
+        fixes = {cid for (cid,) in per_commit("SELECT DISTINCT fix_id FROM links {where}", "fix_id")}
+    out = {}
+    for cid, sha, t, email, committer, subject, body, plus, minus in rows:
+        plus = plus.split()
+        made = sides.get(cid)
+        out[sha] = CommitFacts(
+            sha=sha, time=t, email=email.lower(), subject=subject, files=tuple(files.get(cid, ())),
+            idents=tuple(plus + minus.split()), n_idents_added=len(plus),
+            is_fix=cid in fixes or bool(_FIX_WORD.search(subject)), defs=tuple(sorted(names.get(cid, ()))),
+            new_defs=len(made["new"] - made["old"]) if made else 0, body_words=len(body.split()),
+            foreign=committer.lower() != email.lower())
+    return out
