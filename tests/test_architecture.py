@@ -165,3 +165,13 @@ def test_the_numeric_core_needs_neither_scipy_nor_sklearn(module):
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_one_meaning_per_class_name():
+    where: dict[str, list[str]] = {}
+    for rel, tree in SOURCES:
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(rel)
+    shared = {name: files for name, files in where.items() if len(files) > 1}
+    assert not shared, f"class names defined in more than one module: {shared}"

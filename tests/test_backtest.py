@@ -284,9 +284,13 @@ def test_cli_resume_with_other_settings_is_refused(planted_repo, capsys, tmp_pat
     repo, _ = planted_repo
     out = tmp_path / "results.jsonl"
     _cli_json(capsys, "--repo", str(repo.path), "--window", str(WINDOW), "--output", str(out))
+    before = out.read_bytes()
     code = main(["backtest", "--repo", str(repo.path), "--window", "15", "--output", str(out), "--resume"])
     err = capsys.readouterr().err
-    assert code == 19 and "window" in err and "--resume" in err
+    assert code == 19 and "--resume" in err and "--output" in err
+    refusal = [line for line in err.splitlines() if str(out) in line]
+    assert len(refusal) == 1 and f"window={WINDOW}" in refusal[0] and "window=15" in refusal[0]
+    assert out.read_bytes() == before  # refused before anything was written
 
 
 def test_cli_text_and_report(planted_repo, capsys, tmp_path):

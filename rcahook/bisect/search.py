@@ -34,7 +34,9 @@ MAX_RUNS = "max-runs"  # the search was cut short by --max-runs (Search.status)
 
 
 @dataclass(frozen=True)
-class Evidence:
+class CommandRun:
+    """One run of the test command: on which revision, why, and what it said (the bisection's evidence)."""
+
     run: int  # 1-based
     sha: str
     role: str  # candidate | good revision | bad revision
@@ -53,7 +55,7 @@ class Search:
     bad: str
     plan: Plan
     status: str = ""  # found | only-skipped | contradiction | max-runs
-    evidence: list[Evidence] = field(default_factory=list)
+    evidence: list[CommandRun] = field(default_factory=list)
 
     @property
     def culprit(self) -> str | None:
@@ -82,7 +84,7 @@ def plain_estimate(n: int) -> int:
 
 def run_search(space: Space, prior: np.ndarray, *, good: str, bad: str, runner: Callable[[str], RunResult],
                retries: int = 0, max_runs: int | None = None, good_given: bool = True,
-               on_run: Callable[[Evidence], None] = lambda e: None) -> Search:
+               on_run: Callable[[CommandRun], None] = lambda e: None) -> Search:
     """Bisect until the culprit is proven, or nothing more can be learned.
 
     Raises BisectError when the boundaries fail (the good revision fails too: the culprit is
@@ -93,7 +95,7 @@ def run_search(space: Space, prior: np.ndarray, *, good: str, bad: str, runner: 
 
     def run(step: Step, sha: str, role: str, why: str) -> RunResult:
         result = runner(sha)
-        e = Evidence(len(search.evidence) + 1, sha, role, why, result.verdict, result.exit_code,
+        e = CommandRun(len(search.evidence) + 1, sha, role, why, result.verdict, result.exit_code,
                      result.seconds, result.tail, step.p_bad)
         search.evidence.append(e)
         on_run(e)
@@ -144,7 +146,7 @@ def _not_runnable(code: int | None) -> str:
     return "not executable" if code == 126 else "command not found"
 
 
-def _last_line(e: Evidence | RunResult) -> str:
+def _last_line(e: CommandRun | RunResult) -> str:
     lines = [line for line in e.tail.splitlines() if line.strip()]
     return f" (its last line: {lines[-1].strip()[:200]!r})" if lines else ""
 

@@ -16,7 +16,7 @@ from rcahook.bisect import report
 from rcahook.bisect.plan import CHECK_BAD, CHECK_GOOD
 from rcahook.bisect.prior import prior_masses, uniform
 from rcahook.bisect.run import RunResult, command_env, run_command
-from rcahook.bisect.search import Evidence, Search, plain_estimate, run_search
+from rcahook.bisect.search import CommandRun, Search, plain_estimate, run_search
 from rcahook.bisect.space import Space, build_space
 from rcahook.bisect.suspects import Suspects, record_culprit
 from rcahook.bisect.worktree import scratch_root, scratch_worktree
@@ -93,7 +93,7 @@ def execute(repo: Repo, setup: Setup, *, cmd: str, timeout: float | None, max_ru
     say(f"bisecting {len(setup.space)} commits between {setup.good[:12]} (good) and {setup.bad[:12]} (bad); plain "
         f"bisection needs about {plain_estimate(len(setup.space))} runs")
 
-    def on_run(e: Evidence) -> None:
+    def on_run(e: CommandRun) -> None:
         code = "timed out" if e.exit_code is None else f"exit {e.exit_code}"
         say(f"run {e.run}: {e.verdict} at {e.sha[:12]} ({e.role}, {e.why}; {code}, {e.seconds:.1f} s)")
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from rcahook.commands.common import index_path, open_repo, print_json, say
@@ -33,11 +33,11 @@ class _Overrun(Exception):
     pass
 
 
-def skip_reason(env: dict[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    if HOOK_ID in {s.strip() for s in env.get("SKIP", "").split(",")}:
-        return f"SKIP={env['SKIP']}"
-    if env.get("RCAHOOK_SKIP", "").strip() not in ("", "0", "false", "no"):
+def skip_reason(env: Mapping[str, str] | None = None) -> str | None:
+    values = os.environ if env is None else env
+    if HOOK_ID in {s.strip() for s in values.get("SKIP", "").split(",")}:
+        return f"SKIP={values['SKIP']}"
+    if values.get("RCAHOOK_SKIP", "").strip() not in ("", "0", "false", "no"):
         return "RCAHOOK_SKIP"
     return None
 
@@ -96,8 +96,8 @@ class _Output:
 
     def nothing_assessed(self, message: str, *, kind: str, failed: bool = True, skipped: str | None = None,
                          range_description: str | None = None) -> None:
-        from rcahook.risk import scan as scan_output
         from rcahook.risk import sarif
+        from rcahook.risk import scan as scan_output
 
         self.document(
             lambda: scan_output.empty_json(error=(kind, message) if failed else None, skipped=skipped,

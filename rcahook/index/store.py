@@ -92,6 +92,17 @@ CREATE TABLE graph_files (
 """
 
 
+# What an update looks for on every run, indexed so that finding it costs what is there,
+# not a scan of every commit or link (issue 11). Made on open too: an index of this schema
+# version written before they existed gains them (they change no row).
+WORK_INDEXES = """
+CREATE INDEX IF NOT EXISTS commits_unnumbered ON commits(id) WHERE generation = 0;
+CREATE INDEX IF NOT EXISTS commits_shallow ON commits(id) WHERE shallow = 1;
+CREATE INDEX IF NOT EXISTS commits_defs_todo ON commits(id) WHERE defs_done = 0;
+CREATE INDEX IF NOT EXISTS links_status ON links(status);
+"""
+
+
 def default_db_path(git_dir: Path) -> Path:
     """`git_dir` is git's common directory (Repo.common_dir): linked worktrees share one index."""
     return git_dir / "rcahook" / "index.sqlite"
@@ -259,6 +270,8 @@ def open_index(path: Path, *, create: bool = True,
         reason = f"it is corrupt ({e})"
     else:
         if version == SCHEMA_VERSION:
+            if create:
+                conn.executescript(WORK_INDEXES)
             return conn
         conn.close()
         reason = f"it has schema version {version}, this rcahook needs {SCHEMA_VERSION}"
@@ -275,7 +288,7 @@ def _create(path: Path) -> StoreConnection:
     conn = _connect(path)
     # executescript commits on its own, so the schema and its version go in one script
     conn.executescript(
-        f"BEGIN;\n{SCHEMA}\nINSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
+        f"BEGIN;\n{SCHEMA}\n{WORK_INDEXES}\nINSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
     return conn
 
 

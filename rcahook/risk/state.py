@@ -306,7 +306,8 @@ class RiskHistory:
         out = []
         for c in commits:
             scores = index.score(similarity_document(c))
-            best = sorted(range(len(scores)), key=lambda i: -scores[i])[:top]
+            # ties by sha: a state loaded from the index lists culprits in another order than a fresh one
+            best = sorted(range(len(scores)), key=lambda i: (-scores[i], docs[i].sha))[:top]
             out.append([(docs[i].sha, scores[i], tuple(self.fixes_of.get(docs[i].sha, ())))
                         for i in best if scores[i] > 0])
         return out
