@@ -8,11 +8,11 @@ import pytest
 import riskrepo as rr
 from rcahook.errors import ConfigError
 from rcahook.index.reader import History
+from rcahook.index.store import default_db_path
 from rcahook.risk.model import RiskModel, default_risk_model, hand_set_model, load_risk_model
 from rcahook.risk.scan import assess
 from rcahook.risk.state import RISK_FEATURES, Decayed, load_state
 from rcahook.risk.training import build_data, fit_model, fit_risk, fit_standardized
-from rcahook.index.store import default_db_path
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_fit_standardized_recovers_the_direction():
     X = rng.normal(size=(4000, 3))
     logits = 2.0 * X[:, 0] - 1.0 * X[:, 1] - 1.5
     y = (rng.random(4000) < 1 / (1 + np.exp(-logits))).astype(float)
-    coef, intercept = fit_standardized(X, y, l2=0.01)
+    coef, intercept, converged = fit_standardized(X, y, l2=0.01)
+    assert converged
     assert coef[0] == pytest.approx(2.0, abs=0.25) and coef[1] == pytest.approx(-1.0, abs=0.2)
     assert abs(coef[2]) < 0.2 and intercept == pytest.approx(-1.5, abs=0.2)
 

@@ -214,8 +214,11 @@ def test_hook_path_imports_no_heavy_libraries(project):
     assert out.returncode == 0, out.stderr
     modules = set(json.loads(out.stdout.split("MODULES", 1)[1]))
     assert "rcahook.risk.state" in modules  # the scan did run
-    heavy = {"torch", "transformers", "sklearn", "matplotlib", "peft", "scipy"}
+    heavy = {"torch", "transformers", "sklearn", "matplotlib", "peft", "scipy", "rich"}
     assert not heavy & {m.split(".")[0] for m in modules}
+    # nor the other stages (docs/architecture.md; tests/test_architecture.py checks the imports alone)
+    stages = ("rcahook.llm", "rcahook.train", "rcahook.rca", "rcahook.backtest", "rcahook.serve")
+    assert not [m for m in modules if m.startswith(stages)]
 
 
 # --- the exit code of a verdict ---------------------------------------------------------------

@@ -295,3 +295,19 @@ def test_ranked_row_puts_the_root_cause_first():
     assert out["meta"]["answer"] == ["K", "C", "P"] and out["meta"]["culprit_model_rank"] == 4
     assert out["messages"][2]["content"] == f"{ANSWER_PREFIX} K, C, P"
     assert row["messages"][2]["content"] == f"{ANSWER_PREFIX} K, C"  # the input is not modified
+
+
+def test_corpus_leaves_out_the_files_a_partial_clone_lacks(make_repo, tmp_path):
+    # a tree entry whose blob is not in the clone has no size: the corpus used to fail on it (TypeError)
+    from test_partial_clone import big, partial_clone
+
+    from rcahook.train.card import Cutoff
+
+    src = make_repo("src")
+    sha = src.commit("engine: add the engine", {"engine.py": big("v1"), "util.py": "def u():\n    return 1\n"})
+    clone = Repo(str(partial_clone(src.path, tmp_path / "bare", "--bare")))
+    cut = Cutoff("head", None, sha, clone.commit_time(sha))
+    # without commit messages the index is not read
+    docs, stats = td.corpus_documents(clone, None, cut, {sha}, config=DataConfig(commit_messages=False))
+    assert [d.source for d in docs] == ["util.py"]
+    assert stats["missing"] == 1 and stats["files"] == 1

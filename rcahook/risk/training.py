@@ -15,19 +15,20 @@ import numpy as np
 from rcahook.errors import ConfigError
 from rcahook.numeric import fit_logistic
 from rcahook.risk.facts import CommitFacts, load_facts
-from rcahook.risk.model import LEVEL_QUANTILES, RISK_FEATURES, RiskModel
-from rcahook.risk.state import RiskHistory, culprit_events, replay
+from rcahook.risk.model import LEVEL_QUANTILES, RiskModel
+from rcahook.risk.state import RISK_FEATURES, RiskHistory, culprit_events, replay
 
 
 def fit_standardized(X: np.ndarray, y: np.ndarray, *, l2: float = 30.0, max_iter: int = 50,
-                     ) -> tuple[np.ndarray, float]:
-    """(coef, intercept) maximising log-likelihood - l2/2 |coef|^2 (the intercept is not penalized).
+                     ) -> tuple[np.ndarray, float, bool]:
+    """(coef, intercept, converged) maximising log-likelihood - l2/2 |coef|^2 (the intercept is
+    not penalized).
 
     X: (N, F) standardized, y: (N,) in {0, 1}. Starts from the base rate's log-odds.
     """
     rate = min(max(float(np.mean(y)), 1e-4), 1 - 1e-4) if len(y) else 0.5
-    coef, intercept, _ = fit_logistic(X, y, l2=l2, intercept=math.log(rate / (1 - rate)), max_iter=max_iter)
-    return coef, intercept
+    coef, intercept, result = fit_logistic(X, y, l2=l2, intercept=math.log(rate / (1 - rate)), max_iter=max_iter)
+    return coef, intercept, result.converged
 
 
 def fit_model(X: np.ndarray, y: np.ndarray, *, l2: float = 30.0, info: dict | None = None) -> RiskModel:
@@ -35,8 +36,10 @@ def fit_model(X: np.ndarray, y: np.ndarray, *, l2: float = 30.0, info: dict | No
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    coef, intercept = fit_standardized((X - mean) / scale, y.astype(np.float64), l2=l2)
+    coef, intercept, converged = fit_standardized((X - mean) / scale, y.astype(np.float64), l2=l2)
     model = RiskModel(RISK_FEATURES, mean, scale, coef, intercept, info=dict(info or {}))
+    if not converged:  # the best point found is kept; say so in the file
+        model.info["converged"] = False
     p = model.probability(X)
     medium, high = (float(np.quantile(p, q)) for q in LEVEL_QUANTILES)
     model.thresholds = (medium, max(high, medium))
