@@ -272,6 +272,8 @@ def train(ctx: click.Context, **kwargs) -> None:
 @click.option("--base", default=None, help="Model whose tokenizer packs the CPT corpus and ranks lists.")
 @click.option("--instructions", default=None, help="A JSONL instruction set to mix into SFT.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-j", "--jobs", type=int, default=None,
+              help="Worker processes writing the SFT examples (default: cores; same rows for any N).")
 def train_data(**kwargs) -> None:
     """Write the training datasets as JSONL (inspect, edit, extend)."""
     _run("train_data", **kwargs)

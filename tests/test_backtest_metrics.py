@@ -8,6 +8,8 @@ from rcahook.backtest.metrics import (
     THRESHOLDS,
     Outcome,
     abstention_table,
+    catch_key,
+    catch_rate,
     coverage_curve,
     harmonic,
     mrr,
@@ -122,3 +124,36 @@ def test_coverage_curve_answers_ties_together():
 def test_hit_is_top_five():
     assert Outcome("a", "x", 5, 10).hit() and not Outcome("a", "x", 6, 10).hit()
     assert not Outcome("a", "x", None, 10).hit()
+
+
+def test_catch_rate_by_hand_with_ties():
+    # Ten commits, three root causes (positions 2, 5, 9). Scores by position:
+    #   0:0.9  1:0.8  2:0.8  3:0.7  4:0.5  5:0.5  6:0.5  7:0.2  8:0.1  9:0.1
+    score = [0.9, 0.8, 0.8, 0.7, 0.5, 0.5, 0.5, 0.2, 0.1, 0.1]
+    y = [0, 0, 1, 0, 0, 1, 0, 0, 0, 1]
+    # 5% of 10 flags ceil(0.5) = 1 commit: position 0, no root cause.
+    assert catch_rate(score, y, 0.05) == 0.0
+    # 10% flags 1 as well (ceil(1.0) = 1, not 2 from float error).
+    assert catch_rate(score, y, 0.10) == 0.0
+    # 20% flags 2: 0, then the 0.8 tie goes to the earlier position 1 -> nothing caught...
+    assert catch_rate(score, y, 0.20) == 0.0
+    # ...unless the tiebreak (changed lines, smaller first) puts position 2 first: 1 of 3.
+    effort = [5, 40, 3, 1, 9, 2, 9, 1, 1, 1]
+    assert catch_rate(score, y, 0.20, tiebreak=effort) == pytest.approx(1 / 3)
+    # 50% flags 5: 0, 1, 2, 3 and the first of the 0.5 tie (4; with effort 5 -> position 5).
+    assert catch_rate(score, y, 0.50) == pytest.approx(1 / 3)
+    assert catch_rate(score, y, 0.50, tiebreak=effort) == pytest.approx(2 / 3)
+    assert catch_rate(score, y, 1.0) == 1.0
+    # All scores tied: position order decides; the label never does.
+    assert catch_rate([1.0] * 10, y, 0.30) == pytest.approx(1 / 3)
+    assert catch_rate(score, [0] * 10, 0.5) is None and catch_rate([], [], 0.5) is None
+
+
+def test_catch_rate_counts_commits_not_lines_and_rounds_up():
+    # 30 commits: 5% flags ceil(1.5) = 2, 10% flags exactly 3 (0.1 * 30 = 3.0000000000000004).
+    score = list(range(30, 0, -1))
+    y = [1, 0, 1, 1] + [0] * 25 + [1]
+    assert catch_rate(score, y, 0.05) == pytest.approx(1 / 4)
+    assert catch_rate(score, y, 0.10) == pytest.approx(2 / 4)
+    assert catch_rate(score, y, 0.50) == pytest.approx(3 / 4)
+    assert [catch_key(s) for s in (0.05, 0.10, 0.50)] == ["catch_5", "catch_10", "catch_50"]

@@ -95,6 +95,13 @@ def test_run_risk_reports_every_row(long_history, tmp_path, capsys):
     assert doc["metrics"]["lapredict"]["auc"] > 0.9  # big commits are the bad ones here
     assert doc["metrics"]["rcahook"]["auc"] > 0.8
     assert "Recall@20%Effort" in (tmp_path / "risk.md").read_text()
+    # Catch rates (issue 15 item 4): every row, shares of root causes, more flagged catches more.
+    for name, m in doc["metrics"].items():
+        c5, c10, c50 = m["catch_5"], m["catch_10"], m["catch_50"]
+        assert all(0.0 <= c <= 1.0 for c in (c5, c10, c50)), name
+        assert c5 <= c10 <= c50, name
+    assert doc["metrics"]["lapredict"]["catch_50"] == 1.0  # every big commit is among the largest half
+    assert "Catch@5%" in (tmp_path / "risk.md").read_text()
     rows = [json.loads(line) for line in (tmp_path / "risk.jsonl").read_text().splitlines()]
     assert len(rows) == doc["counts"]["test"] and any(r["culprit"] for r in rows)
 
@@ -111,3 +118,17 @@ def test_explicit_split(long_history, capsys):
         history.close()
     doc = json.loads(capsys.readouterr().out)
     assert doc["split"]["date"] == "2020-12-01"
+
+
+def test_text_output_has_catch_columns(long_history, capsys):
+    repo, _ = long_history
+    r = Repo(str(repo.path))
+    db = default_db_path(r.git_dir)
+    index_repository(r, db, graph=False)
+    history = History.open(db)
+    try:
+        run_risk(repo=r, history=history, fmt="text", report=None, output=None)
+    finally:
+        history.close()
+    out = capsys.readouterr().out
+    assert "Catch@5%" in out and "Catch@50%" in out

@@ -220,7 +220,10 @@ def test_backtest_results_are_the_same_for_any_jobs(mono, tmp_path):
     # processes must write the same outcomes, in the same order
     from rcahook.cli import main
 
+    from rcahook.pool import start_method
+
     path, _ = mono
+    assert start_method(3, inherit=True) == "fork"  # so --jobs 3 below really runs in workers
     lines = {}
     for jobs in (1, 3):
         out = tmp_path / f"j{jobs}.jsonl"

@@ -311,3 +311,22 @@ def test_corpus_leaves_out_the_files_a_partial_clone_lacks(make_repo, tmp_path):
     docs, stats = td.corpus_documents(clone, None, cut, {sha}, config=DataConfig(commit_messages=False))
     assert [d.source for d in docs] == ["util.py"]
     assert stats["missing"] == 1 and stats["files"] == 1
+
+
+def test_sft_rows_are_the_same_for_any_jobs(planted, tmp_path, embedded_tokenizer):
+    # issue 11: worker processes write the examples; the file must not depend on how many
+    repo, _ = planted
+    history = index(repo, tmp_path / "ix.sqlite")
+    r = Repo(repo.path)
+    cut = td.resolve_cutoff(r, history, until=None, before=None)
+    from rcahook.pool import start_method
+
+    import threading
+    td._stop_tqdm_monitor()  # as build_datasets does before its pool
+    assert start_method(3, inherit=True) == "fork", threading.enumerate()  # so jobs=3 below really runs in workers
+    one = td.build_datasets(r, history, cut, tmp_path / "one", tokenizer=embedded_tokenizer, config=DataConfig(),
+                            seed=5, jobs=1)
+    three = td.build_datasets(r, history, cut, tmp_path / "three", tokenizer=embedded_tokenizer,
+                              config=DataConfig(), seed=5, jobs=3)
+    assert one.manifest["counts"]["sft"]["mined"] >= 2
+    assert (tmp_path / "one" / td.SFT).read_bytes() == (tmp_path / "three" / td.SFT).read_bytes()

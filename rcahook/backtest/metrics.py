@@ -152,3 +152,31 @@ def coverage_curve(confidence: Sequence[float], hits: Sequence[bool]) -> list[tu
         if i == n or pairs[i][0] != c:
             out.append((i / n, correct / i))
     return out
+
+
+# --- risk: catch rate at a share of commits flagged -------------------------------------------
+
+CATCH_SHARES = (0.05, 0.10, 0.50)  # the points Meta's diff risk score reports (18.7/27.9/84.6%)
+
+
+def catch_rate(score: Sequence[float], y: Sequence[bool], share: float,
+               tiebreak: Sequence[float] | None = None) -> float | None:
+    """Share of root causes among the riskiest `share` of commits, by count of commits.
+
+    Flags ceil(share * n) commits (so 5% of 30 commits flags 2), highest score first. Ties
+    are broken without looking at the labels, so the figure is reproducible: the smaller
+    `tiebreak` first (the risk track passes changed lines), then the earlier position.
+    None when there is no root cause to catch.
+    """
+    n, positives = len(score), sum(bool(v) for v in y)
+    if not n or not positives:
+        return None
+    keys = tiebreak if tiebreak is not None else [0.0] * n
+    order = sorted(range(n), key=lambda i: (-score[i], keys[i], i))
+    flagged = math.ceil(share * n - 1e-9)  # tolerance: 0.1 * 30 is 3.0000000000000004
+    return sum(bool(y[i]) for i in order[:flagged]) / positives
+
+
+def catch_key(share: float) -> str:
+    """JSON field name for a share: 0.05 -> 'catch_5', 0.1 -> 'catch_10'."""
+    return f"catch_{round(share * 100)}"

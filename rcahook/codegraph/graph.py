@@ -6,6 +6,7 @@ many equally good candidates is recorded as ambiguous instead of fanning out to 
 """
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
@@ -305,6 +306,9 @@ class CodeGraph:
         }
 
 
+_dirname = functools.lru_cache(maxsize=65536)(posixpath.dirname)  # asked per call and candidate (issue 11)
+
+
 def _choose(candidates: list[str], attrs: dict[str, dict], family: str, path: str, directory: str,
             visible: set[str], own_scope: str | None, via: Iterable[str]) -> tuple[str, ...] | None:
     """The definitions a call of this name most likely means; None when too many are equally likely.
@@ -318,7 +322,7 @@ def _choose(candidates: list[str], attrs: dict[str, dict], family: str, path: st
         return attrs[n]["path"] in visible
 
     def same_dir(n: str) -> bool:
-        return posixpath.dirname(attrs[n]["path"]) == directory
+        return _dirname(attrs[n]["path"]) == directory
 
     tiers: list = []
     if via:

@@ -12,12 +12,18 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
 
-from rcahook.index import store
-from rcahook.codegraph.build import (PARALLEL_MIN_BLOBS, cached_blobs, pack_parse, read_source, repo_pool,
-                                    unpack_parse, worker_repo)
+from rcahook.codegraph.build import (
+    PARALLEL_MIN_BLOBS,
+    cached_blobs,
+    pack_parse,
+    read_source,
+    repo_pool,
+    unpack_parse,
+    worker_repo,
+)
 from rcahook.codegraph.grammars import language_for
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import parse_hunks
 from rcahook.progress import Progress
@@ -87,16 +93,21 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
 
 
 def _pending_changes(conn: sqlite3.Connection) -> tuple[list[int], list[_Change]]:
+    # the commits still to do come from a partial index (store.WORK_INDEXES), then their
+    # changes by key: an update after one commit reads that commit, not every change row
     todo = [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE defs_done=0")]
-    # Old to new: commit time, then ids (a run numbers its commits newest first).
-    changes = [
-        c for c in conn.execute(
-            "SELECT ch.commit_id, ch.path, ch.old_path, ch.hunks, ch.old_blob, ch.new_blob"
-            " FROM changes ch JOIN commits c ON c.id = ch.commit_id"
+    rows: list[tuple] = []
+    for i in range(0, len(todo), 500):
+        chunk = todo[i:i + 500]
+        rows += conn.execute(
+            "SELECT c.committer_time, ch.idx, ch.commit_id, ch.path, ch.old_path, ch.hunks, ch.old_blob, ch.new_blob"
+            " FROM commits c JOIN changes ch ON ch.commit_id = c.id"
             # a change whose blobs are missing (partial clone) has nothing to parse
-            " WHERE c.defs_done=0 AND ch.binary=0 AND ch.unavailable=0 AND ch.hunks != ''"
-            " ORDER BY c.committer_time, ch.commit_id DESC, ch.idx")
-        if language_for(c[1]) or (c[2] and language_for(c[2]))]
+            f" WHERE c.id IN ({','.join('?' * len(chunk))}) AND ch.binary=0 AND ch.unavailable=0 AND ch.hunks != ''",
+            chunk).fetchall()
+    # Old to new: commit time, then ids (a run numbers its commits newest first).
+    rows.sort(key=lambda r: (r[0], -r[2], r[1]))
+    changes = [r[2:] for r in rows if language_for(r[3]) or (r[4] and language_for(r[4]))]
     return todo, changes
 
 

@@ -5,17 +5,20 @@ from pathlib import Path
 
 from rcahook.commands.common import open_history, open_repo, say
 from rcahook.errors import BadInputError
+from rcahook.pool import default_jobs
 from rcahook.progress import Progress
 
 
 def run(*, repo: str, db: str | None, until: str | None, before: str | None, output: str | None,
-        base: str | None, instructions: str | None, seed: int) -> int:
+        base: str | None, instructions: str | None, seed: int, jobs: int | None = None) -> int:
     from dataclasses import replace
 
     from rcahook.train import data as td
     from rcahook.train import lm
     from rcahook.train.card import CARD_FILE, DataConfig, default_dir
 
+    if jobs is not None and jobs < 1:
+        raise BadInputError(f"--jobs {jobs}: expected a positive number of worker processes")
     if instructions and not Path(instructions).is_file():
         raise BadInputError(f"--instructions {instructions}: no such file; give a JSONL file of "
                             '{"messages": [...]} conversations')
@@ -29,7 +32,7 @@ def run(*, repo: str, db: str | None, until: str | None, before: str | None, out
         config = replace(DataConfig(), block_size=min(DataConfig().block_size, lm.max_length(config_dir)))
         data = td.build_datasets(r, history, cut, out, tokenizer=tokenizer, config=config, seed=seed,
                                  instructions=Path(instructions) if instructions else None,
-                                 progress=Progress(), say=say)
+                                 progress=Progress(), say=say, jobs=jobs or default_jobs())
         if base and (Path(base) / CARD_FILE).is_file():
             # an rcahook-trained model (the SFT stage): its own ranking of each example
             rows, _ = td.load_rows(data.path(td.SFT), td.allowed_commits(history, cut), cut)

@@ -83,7 +83,7 @@ _COMMIT_COLS = ("id, sha, author_name, author_email, author_time, author_offset,
                 " subject, body, n_parents, n_files, added, deleted, idents_added, idents_removed, code_lines")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """What a walk needs of a commit."""
     committer_time: int
@@ -116,7 +116,7 @@ class _LRU(OrderedDict):
 # nearby in history: a walk that needs one commit reads the block of rows after it in one
 # query, and the next hundreds of steps are served from memory.
 GRAPH_BLOCK = 512
-GRAPH_CACHE = 200_000  # walk nodes kept (about 40 MB at most), whatever the history's length
+GRAPH_CACHE = 100_000  # walk nodes kept (about 40 MB at most), whatever the history's length
 COMMIT_CACHE = 20_000  # CommitViews kept
 
 

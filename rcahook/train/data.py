@@ -19,16 +19,18 @@ import json
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from rcahook.backtest.mine import Investigation, mine_investigations
 from rcahook.backtest.run import query_for
-from rcahook.errors import BadInputError
+from rcahook.errors import BadInputError, RcahookError
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import CommitView, History
 from rcahook.rca.features import Query
+from rcahook.pool import WorkerPool
 from rcahook.train.card import Cutoff, DataConfig
 
 CPT_DOCS = "cpt_docs.jsonl"
@@ -448,9 +450,58 @@ def case_allowed(case: Case, allowed: set[str], cut: Cutoff) -> bool:
                        allowed, cut)
 
 
+_builder: SftBuilder | None = None  # set before the pool forks its workers
+
+
+def _builder_start(db_path: str) -> None:
+    """In a forked worker: a connection and a repository of its own (neither may cross a fork)."""
+    from rcahook.index import store
+
+    assert _builder is not None
+    _builder.history.conn = store.open_index(Path(db_path), create=False)
+    _builder.history.forget()
+    _builder.repo = Repo(_builder.repo.path)
+
+
+def _worker_row(case: Case) -> dict:
+    assert _builder is not None
+    return _builder.row(case)
+
+
+def _stop_tqdm_monitor() -> None:
+    """Loading a tokenizer through huggingface_hub starts tqdm's monitor thread, which only
+    watches progress bars; the pool forks only while this is the only thread (rcahook.pool),
+    so stop it (tqdm starts it again with the next bar that needs it)."""
+    import sys
+    import threading
+
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        return
+    for thread in threading.enumerate():
+        if isinstance(thread, std.TMonitor):  # owned by whichever tqdm subclass started it
+            thread.exit()
+
+
+@contextmanager
+def _row_pool(builder: SftBuilder, *, jobs: int) -> Iterator[WorkerPool]:
+    """Workers forked now, each inheriting the builder (its tokenizer cannot be pickled). A
+    row depends on its case alone (its own seeded generator), so N workers write what one does."""
+    global _builder
+    _builder = builder
+    _stop_tqdm_monitor()
+    db_path = builder.history.conn.execute("PRAGMA database_list").fetchone()[2]
+    try:
+        with WorkerPool(jobs, what="writing an SFT example", error=RcahookError, initializer=_builder_start,
+                        initargs=(db_path,), inherit=True) as pool:
+            yield pool
+    finally:
+        _builder = None
+
+
 def build_datasets(repo: Repo, history: History, cut: Cutoff, directory: Path, *, tokenizer,
                    config: DataConfig, seed: int, instructions: Path | None = None,
-                   progress=None, say: Callable[[str], None] = lambda m: None) -> Datasets:
+                   progress=None, say: Callable[[str], None] = lambda m: None, jobs: int = 1) -> Datasets:
     """Write cpt_docs/cpt/sft.jsonl for this cut-off, or reuse them when nothing changed."""
     from rcahook.progress import Progress
 
@@ -481,9 +532,10 @@ def build_datasets(repo: Repo, history: History, cut: Cutoff, directory: Path, *
                          count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False,
                                                                  split_special_tokens=True)["input_ids"]))
     rows: list[dict] = []
-    with progress.task(f"SFT examples ({len(cases)} investigations)", total=len(cases)) as advance:
-        for case in cases:
-            rows.append(builder.row(case))
+    with _row_pool(builder, jobs=jobs if len(cases) >= 2 else 1) as pool, \
+            progress.task(f"SFT examples ({len(cases)} investigations)", total=len(cases)) as advance:
+        for row in pool.map(_worker_row, cases):  # in the cases' order, whatever `jobs`
+            rows.append(row)
             advance(1)
     extra = read_instructions(instructions) if instructions else []
     data.files[SFT] = write_jsonl(directory / SFT, rows + extra)
