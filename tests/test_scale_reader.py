@@ -219,7 +219,6 @@ def test_backtest_results_are_the_same_for_any_jobs(mono, tmp_path):
     # the generated repository has dozens of `Fixes:` investigations; 1 and 3 worker
     # processes must write the same outcomes, in the same order
     from rcahook.cli import main
-
     from rcahook.pool import start_method
 
     path, _ = mono

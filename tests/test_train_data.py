@@ -299,9 +299,8 @@ def test_ranked_row_puts_the_root_cause_first():
 
 def test_corpus_leaves_out_the_files_a_partial_clone_lacks(make_repo, tmp_path):
     # a tree entry whose blob is not in the clone has no size: the corpus used to fail on it (TypeError)
-    from test_partial_clone import big, partial_clone
-
     from rcahook.train.card import Cutoff
+    from test_partial_clone import big, partial_clone
 
     src = make_repo("src")
     sha = src.commit("engine: add the engine", {"engine.py": big("v1"), "util.py": "def u():\n    return 1\n"})
@@ -315,18 +314,17 @@ def test_corpus_leaves_out_the_files_a_partial_clone_lacks(make_repo, tmp_path):
 
 def test_sft_rows_are_the_same_for_any_jobs(planted, tmp_path, embedded_tokenizer):
     # issue 11: worker processes write the examples; the file must not depend on how many
+    from rcahook.pool import start_method
+
     repo, _ = planted
     history = index(repo, tmp_path / "ix.sqlite")
     r = Repo(repo.path)
     cut = td.resolve_cutoff(r, history, until=None, before=None)
-    from rcahook.pool import start_method
-
-    import threading
     td._stop_tqdm_monitor()  # as build_datasets does before its pool
-    assert start_method(3, inherit=True) == "fork", threading.enumerate()  # so jobs=3 below really runs in workers
+    assert start_method(3, inherit=True) == "fork"  # so jobs=3 below really runs in workers
     one = td.build_datasets(r, history, cut, tmp_path / "one", tokenizer=embedded_tokenizer, config=DataConfig(),
                             seed=5, jobs=1)
-    three = td.build_datasets(r, history, cut, tmp_path / "three", tokenizer=embedded_tokenizer,
-                              config=DataConfig(), seed=5, jobs=3)
+    td.build_datasets(r, history, cut, tmp_path / "three", tokenizer=embedded_tokenizer, config=DataConfig(),
+                      seed=5, jobs=3)
     assert one.manifest["counts"]["sft"]["mined"] >= 2
     assert (tmp_path / "one" / td.SFT).read_bytes() == (tmp_path / "three" / td.SFT).read_bytes()

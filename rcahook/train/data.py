@@ -29,8 +29,8 @@ from rcahook.backtest.run import query_for
 from rcahook.errors import BadInputError, RcahookError
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import CommitView, History
-from rcahook.rca.features import Query
 from rcahook.pool import WorkerPool
+from rcahook.rca.features import Query
 from rcahook.train.card import Cutoff, DataConfig
 
 CPT_DOCS = "cpt_docs.jsonl"
