@@ -32,7 +32,7 @@ lint: setup
 	$(PY) -m mypy rcahook
 	$(PY) -m ruff check rcahook tests bench
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rcahook.index import store
 from rcahook.backtest.risk import LABEL_DELAY_DAYS, default_split
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
 from rcahook.risk.model import LEVEL_QUANTILES
 from rcahook.risk.training import build_data, fit_model
 

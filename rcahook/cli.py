@@ -184,7 +184,8 @@ def feedback(**kwargs) -> None:
 @click.option("--track", type=click.Choice(["title", "paths", "null"]), default="title", show_default=True,
               help="null: each title replaced by one about something else (see --null-titles); measures abstention.")
 @click.option("--null-titles", type=click.Path(dir_okay=False), default=None,
-              help="Null track: titles from another repository, one a line (default: this one's, half its history away).")
+              help="Null track: titles from another repository, one a line "
+                   "(default: this one's, half its history away).")
 @click.option("--ranker", "rankers", multiple=True, default=("features",), show_default=True,
               help="Ranker(s) to measure: features, election, logprob, features-default.")
 @click.option("--model", default=None)

@@ -223,6 +223,7 @@ def user_config(environ: Mapping[str, str] | None = None) -> Config:
 def environment_config(environ: Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     values = {key: environ[var].strip() for key, var in ENVIRONMENT.items() if environ.get(var, "").strip()}
+    # keyed by field name: mypy cannot type a dict whose value type depends on the key
     return Config(**{_ATTRS[k]: v for k, v in values.items()}, source="the environment",  # type: ignore[arg-type]
                   origins={k: ENVIRONMENT[k] for k in values})
 
@@ -248,6 +249,7 @@ def _apply_trust(repo: Config, user: Config, user_path: Path, ids: tuple[Path, .
     unsafe = [key for key in UNSAFE_KEYS if _is_set(repo, key)]
     if not unsafe or (ids and set(ids) & set(user.trusted_repositories)):
         return repo
+    # keyed by field name, all optional ones: mypy cannot see which fields the keys name
     kept = replace(repo, **{_ATTRS[k]: None for k in unsafe},  # type: ignore[arg-type]
                    origins={k: v for k, v in repo.origins.items() if k not in unsafe})
     name = json.dumps(str(ids[0])) if ids else '"/path/of/the/repository"'
@@ -284,6 +286,7 @@ def merge(*layers: Config) -> Config:
             if named is not None:
                 values["llm_model"], origins["llm-model"] = named.llm_model, named.origin("llm-model")
     sources = [c.source for c in layers if c.source != "defaults" and (_any_set(c) or c.trusted_repositories)]
+    # keyed by field name: mypy cannot type a dict whose value type depends on the key
     return Config(services=services, **values,  # type: ignore[arg-type]
                   trusted_repositories=tuple(p for c in layers for p in c.trusted_repositories),
                   source=", ".join(dict.fromkeys(sources)) or "defaults", origins=origins,

@@ -437,15 +437,17 @@ class FastImport:
             out.append(f"from :{self.marks - 1}\n".encode())
         for path, content in sorted(files.items()):
             out.append(f"M 100644 inline {path}\n".encode() + self._data(content.encode()))
-        self.proc.stdin.write(b"".join(out) + b"\n")  # type: ignore[union-attr]
+        self.proc.stdin.write(b"".join(out) + b"\n")  # type: ignore[union-attr]  # stdin=PIPE: never None
         return self.marks
 
     def mark_sha(self, mark: int) -> str:
+        # stdin=PIPE, stdout=PIPE: neither is None
         self.proc.stdin.write(f"get-mark :{mark}\n".encode())  # type: ignore[union-attr]
         self.proc.stdin.flush()  # type: ignore[union-attr]
         return self.proc.stdout.readline().decode().strip()  # type: ignore[union-attr]
 
     def finish(self) -> None:
+        # stdin=PIPE: never None
         self.proc.stdin.write(b"done\n")  # type: ignore[union-attr]
         self.proc.stdin.close()  # type: ignore[union-attr]
         if self.proc.wait() != 0:

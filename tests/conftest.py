@@ -2,9 +2,25 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_tqdm_monitor():
+    # tqdm's monitor thread, started by an earlier test that loaded a tokenizer, outlives that
+    # test; rcahook's worker pool rightly refuses to fork with a live thread, so the tests that
+    # check the pool forks would see it go serial in a full run. No monitor in this process.
+    std = sys.modules.get("tqdm.std")
+    if std is not None:
+        std.tqdm.monitor_interval = 0
+        for thread in threading.enumerate():
+            if isinstance(thread, std.TMonitor):
+                thread.exit()
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,10 @@ from rcahook.backtest.mine import mine_investigations
 from rcahook.backtest.run import Replayer, Settings, parse_rankers, query_for, run_backtest, select
 from rcahook.cli import main
 from rcahook.errors import BadInputError
-from rcahook.rca.features import build_background
 from rcahook.index.gitrepo import Repo
-from rcahook.index.reader import History
 from rcahook.index.indexer import index_repository
+from rcahook.index.reader import History
+from rcahook.rca.features import build_background
 from rcahook.rca.model import default_weights
 
 WINDOW = 20

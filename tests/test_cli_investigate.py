@@ -10,8 +10,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.demo import generate
 from rcahook.rca.report import JSON_SCHEMA, SCHEMA_VERSION
 
@@ -203,9 +203,9 @@ def test_unreachable_model_server_fails_when_strict(demo):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     import transformers
-    from tinyllama import save_tiny_llama
 
     from rcahook.llm.embedded import embedded_model_dir
+    from tinyllama import save_tiny_llama
 
     with pytest.MonkeyPatch.context() as mp:
         # the same cache as tests/test_llm_*.py: de-quantize the embedded model once a session

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.config import load_config
 from rcahook.demo import generate
 from rcahook.index.gitrepo import Repo

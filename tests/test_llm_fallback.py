@@ -11,14 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jsonschema
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.demo import generate
 from rcahook.errors import BadInputError, ModelServerError
 from rcahook.llm.prompt import ANSWER_PREFIX, Prompt
 from rcahook.llm.remote import RemoteBackend
 from rcahook.rca.report import JSON_SCHEMA
-
 
 PROMPT = Prompt(system="You rank changes.", user="## Change K\n> subject: x\n## Change C\n> subject: y",
                 answer_prefix=ANSWER_PREFIX, labels=("K", "C", "P"), keys=("k1", "k2", "k3"))

@@ -15,10 +15,14 @@ from rcahook.errors import BadInputError, ModelAnswerError, ModelUnavailableErro
 from rcahook.llm import load_backend
 from rcahook.llm.embedded import EMBEDDED, embedded_model_dir
 from rcahook.llm.prompt import (
-    CandidateView, IncidentView, Prompt, assign_labels, build_prompt, parse_labels,
+    CandidateView,
+    IncidentView,
+    Prompt,
+    assign_labels,
+    build_prompt,
+    parse_labels,
 )
 from rcahook.llm.rank import election_rank, logprob_rank
-
 
 # peft (not rcahook) calls a deprecated transformers API while building test adapters.
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")

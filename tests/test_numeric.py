@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rcahook import numeric
 from rcahook.numeric import fit_conditional_logit, fit_logistic, newton
 from rcahook.rca.confidence import fit_platt

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.untrusted import md_code, md_text, sarif_text, term_text
 
 HOSTILE_SUBJECT = ("\x1b[31mred\x1b[0m <img src=x onerror=alert(1)> [click](https://evil.example) "

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clirun import rcahook
 
+from clirun import rcahook
 from rcahook.errors import RcahookError, RepositoryReadError
 from rcahook.index.gitrepo import Repo
 
@@ -132,8 +132,8 @@ def test_many_commits_go_through_worker_processes(make_repo, tmp_path):
 
 
 def test_worker_errors_cross_back_as_plain_errors(history):
-    from rcahook.pool import _plain_errors
     from rcahook.index.indexer import _worker_rows
+    from rcahook.pool import _plain_errors
 
     src, _, _ = history
     with pytest.raises(RcahookError) as caught:

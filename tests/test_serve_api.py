@@ -8,15 +8,14 @@ import sqlite3
 import subprocess
 import threading
 
+import fastapi  # noqa: F401 (the serve extra is part of `make setup`: a missing one fails here)
 import jsonschema
 import pytest
-from clirun import rcahook
-from serveapp import TOKEN, client, indexed_demo, service, verdicts_in_store
 
+from clirun import rcahook
 from rcahook.rca import feedback as fb
 from rcahook.rca.report import JSON_SCHEMA
-
-import fastapi  # noqa: F401 (the serve extra is part of `make setup`: a missing one fails here)
+from serveapp import TOKEN, client, indexed_demo, service, verdicts_in_store
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import hashlib
 import hmac
 import json
 
-import pytest
-from serveapp import TOKEN, client, indexed_demo, service
-
 import fastapi  # noqa: F401 (the serve extra is part of `make setup`: a missing one fails here)
+import pytest
+
+from serveapp import TOKEN, client, indexed_demo, service
 
 PD_SECRET = "pd-subscription-secret-0123456789abcdef"
 SENTRY_SECRET = "sentry-client-secret-fedcba9876543210"

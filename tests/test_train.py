@@ -10,16 +10,14 @@ import peft
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file  # noqa: E402
 
 from rcahook.cli import main
 from rcahook.errors import ConfigError
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
 from rcahook.train import data as td
-
 from test_train_data import CUT_AFTER, PAIRS, planted_history, shared_cache
-
-from safetensors.torch import load_file  # noqa: E402
 from tinyllama import save_tiny_llama  # noqa: E402
 
 
@@ -109,8 +107,8 @@ def test_the_whole_pipeline_on_a_tiny_llama(widget, tmp_path, tiny_llama, capsys
     assert "| logprob | trained |" in (out / "MODEL_CARD.md").read_text()
 
     # it loads into investigate's backend and ranks
-    from rcahook.rca.features import Query
     from rcahook.llm.backend import load_backend
+    from rcahook.rca.features import Query
     from rcahook.rca.ranking import RankerSpec, rank
 
     backend = load_backend(str(out))

@@ -36,6 +36,9 @@ from rcahook.rca.ranking import RankerSpec, Ranking, rank
 from rcahook.rca.retrieve import graph_hints, needs_graph
 
 if TYPE_CHECKING:
+    import sqlite3
+
+    from rcahook.codegraph.graph import CodeGraph
     from rcahook.llm.backend import Backend
 
 FEATURE_RANKERS = ("features", "features-default")
@@ -181,7 +184,7 @@ class Replayer:
     def __init__(self, history: History, *, track: str, weights: Weights, culprits: dict[str, str],
                  default: Weights | None = None, load_backend: Callable[[], Backend] | None = None,
                  llm_top: int = 40, seed: int = 0, diff_text: Callable[[str], str] | None = None,
-                 graph_at: Callable[[str], object] | None = None):
+                 graph_at: Callable[[str], CodeGraph] | None = None):
         self.history = history
         self.graph_at = graph_at  # rev -> CodeGraph at that revision (from the blob cache)
         self._hints: tuple[str, GraphHints] | None = None
@@ -335,7 +338,7 @@ def _evaluated(history: History, mined: list[Investigation], *, rankers: Sequenc
 
 
 _worker: tuple[Replayer, Sequence[str]] | None = None  # set before the pool forks
-_inherited: object = None
+_inherited: sqlite3.Connection | None = None
 
 
 def _worker_start(db_path: str) -> None:
@@ -395,7 +398,7 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
                  null_titles: Sequence[str] | None = None,
                  diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
                  load_backend: Callable[[], Backend] | None = None,
-                 graph_at: Callable[[str], object] | None = None) -> BacktestResult:
+                 graph_at: Callable[[str], CodeGraph] | None = None) -> BacktestResult:
     weights_path = index_dir / WEIGHTS_FILE if index_dir is not None else None
     learned = weights_path is not None and weights_path.is_file()
     weights = load_weights(index_dir)

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from rcahook.index import store
 from rcahook.codegraph.grammars import language_for
+from rcahook.index import store
 from rcahook.index.gitrepo import Repo
 from rcahook.pool import WorkerPool, default_jobs
 from rcahook.progress import Progress
@@ -139,10 +139,10 @@ def ensure_full_parses(conn: sqlite3.Connection, repo: Repo, files: Iterable[tup
 
     Returns ({path: blob} of the files parsed or cached, {path: skip reason}, blobs parsed now).
     """
-    files = dict(files)
-    have = cached_blobs(conn, files.values(), full=True)
+    blob_of = dict(files)
+    have = cached_blobs(conn, blob_of.values(), full=True)
     todo: dict[str, str] = {}  # blob -> one path naming it (its language is what matters)
-    for path, blob in files.items():
+    for path, blob in blob_of.items():
         if blob not in have:
             todo.setdefault(blob, path)
     skipped_blobs: dict[str, str] = {}
@@ -164,8 +164,8 @@ def ensure_full_parses(conn: sqlite3.Connection, repo: Repo, files: Iterable[tup
                 with store.transaction(conn):
                     conn.executemany("INSERT OR REPLACE INTO blob_parse VALUES (?, ?, 1, ?)", rows)
                 advance(len(results))
-    kept = {p: b for p, b in files.items() if b not in skipped_blobs}
-    skipped = {p: skipped_blobs[b] for p, b in files.items() if b in skipped_blobs}
+    kept = {p: b for p, b in blob_of.items() if b not in skipped_blobs}
+    skipped = {p: skipped_blobs[b] for p, b in blob_of.items() if b in skipped_blobs}
     return kept, skipped, len(todo)
 
 
@@ -264,7 +264,7 @@ def _update_files(conn: sqlite3.Connection, repo: Repo, previous: str, sha: str,
     for path, old_blob, new_blob in repo.changed_paths(previous, sha):
         if old_blob:
             removed.add(path)
-        else:
+        elif new_blob is not None:  # changed_paths gives one of the two
             added.append((path, new_blob, None))  # the size is checked when read
     for path in removed:
         if files.pop(path, None) is None and skipped.pop(path, None) is None and language_for(path) is None:

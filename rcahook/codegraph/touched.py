@@ -47,7 +47,7 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
     repo = worker_repo()
     memo: OrderedDict[str, tuple] = OrderedDict()
     last_parsed: dict[str, str] = {}  # path -> blob of the parser's cached tree for it
-    parses: list[tuple[str, str, str]] = []
+    parses: list[tuple[str, str, bytes]] = []  # (blob, language, packed parse)
     oversize = 0
 
     def definitions(blob: str, path: str, hunks=None, previous: str | None = None) -> tuple:
@@ -67,8 +67,9 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
                 reuse = hunks if previous and last_parsed.get(path) == previous else None
                 parsed = parse_source(path, data, with_references=False, hunks=reuse)
                 last_parsed[path] = blob
-                defs = parsed.definitions
-                parses.append((blob, parsed.lang, pack_parse(parsed)))
+                if parsed is not None:  # None only for a path of no known language: callers check first
+                    defs = parsed.definitions
+                    parses.append((blob, parsed.lang, pack_parse(parsed)))
         memo[blob] = defs
         if len(memo) > _MEMO:
             memo.popitem(last=False)

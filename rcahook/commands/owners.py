@@ -3,10 +3,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rcahook.index import owners as own
-from rcahook.index.codeowners import CODEOWNERS_LOCATIONS
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import NotFoundError
+from rcahook.index import owners as own
+from rcahook.index.codeowners import CODEOWNERS_LOCATIONS
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
 from rcahook.untrusted import term_text
@@ -110,7 +110,7 @@ def _print_text(data: dict, at: str) -> None:
                   title_justify="left")
     for column, justify in (("name", "left"), ("email", "left"), ("share", "right"),
                             ("commits", "right"), ("last change", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]  # "left"/"right": rich's literals
     for o in owners[:20]:
         table.add_row(Text(term_text(o["name"])), Text(term_text(o["email"])), f"{o['share']:.0%}",
                       str(o["commits"]), _date(o["last_time"]))

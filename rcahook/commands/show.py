@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rcahook.index import owners as own
 from rcahook.commands.common import console, index_path, open_repo, print_json
 from rcahook.errors import NotFoundError
+from rcahook.index import owners as own
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import Change, History, Link
 from rcahook.untrusted import term_text
@@ -148,7 +148,7 @@ def _print_text(data: dict) -> None:
                       title_justify="left", show_edge=False)
         for column, justify in (("", "left"), ("path", "left"), ("+", "right"), ("-", "right"),
                                 ("hunks (old → new)", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]  # "left"/"right": rich's literals
         for f in data["files"]:
             path = f"{f['old_path']} → {f['path']}" if f["old_path"] else f["path"]
             hunks = ("unavailable" if f["unavailable"] else "binary" if f["binary"]

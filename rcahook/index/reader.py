@@ -76,9 +76,12 @@ class Touched:
 def parse_hunks(text: str) -> tuple[tuple[int, int, int, int], ...]:
     if not text:
         return ()
+    # the stored format writes four numbers a hunk
     return tuple(tuple(int(x) for x in h.split(",")) for h in text.split(";"))  # type: ignore[misc]
 
 
+# a row of _COMMIT_COLS: CommitView's fields but its paths
+_CommitRow = tuple[int, str, str, str, int, int, int, str, str, int, int, int, int, str, str, int]
 _COMMIT_COLS = ("id, sha, author_name, author_email, author_time, author_offset, committer_time,"
                 " subject, body, n_parents, n_files, added, deleted, idents_added, idents_removed, code_lines")
 
@@ -171,7 +174,7 @@ class History:
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
+            rows: list[_CommitRow] = self.conn.execute(
                 f"SELECT {_COMMIT_COLS} FROM commits WHERE sha IN ({marks})", chunk).fetchall()
             ids = {r[0]: r for r in rows}
             paths: dict[int, list[str]] = {i: [] for i in ids}
@@ -358,5 +361,5 @@ class History:
             if link.kind not in ("fixes", "regression", "introduced"):
                 continue
             if link.status == "resolved" and link.fix not in out:
-                out[link.fix] = link.culprit  # type: ignore[assignment]
+                out[link.fix] = link.culprit  # type: ignore[assignment]  # a resolved link has its culprit
         return out

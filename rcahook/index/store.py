@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import overload
 
 from rcahook.errors import IndexLockedError, IndexMissingError, PermissionDeniedError, RcahookError
 
@@ -332,6 +333,10 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("COMMIT")
 
 
+@overload
+def get_meta(conn: sqlite3.Connection, key: str, default: str) -> str: ...
+@overload
+def get_meta(conn: sqlite3.Connection, key: str, default: None = None) -> str | None: ...
 def get_meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
     return row[0] if row else default

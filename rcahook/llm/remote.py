@@ -250,10 +250,11 @@ class _ReadTimeout:
 
     def connect(self) -> None:
         try:
+            # a mixin: super() is the http.client connection class it is mixed into
             super().connect()  # type: ignore[misc]
         except TimeoutError as exc:
             raise _ConnectTimeout(str(exc) or "connect timed out") from None
-        self.sock.settimeout(self.read_timeout)  # type: ignore[attr-defined]
+        self.sock.settimeout(self.read_timeout)  # type: ignore[attr-defined]  # the connection's socket, as above
 
 
 class _HTTPConnection(_ReadTimeout, http.client.HTTPConnection):

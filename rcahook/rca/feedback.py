@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rcahook.index import store
 from rcahook.errors import BadInputError, ConfigError, NotFoundError, PermissionDeniedError
+from rcahook.index import store
 
 STATE_SCHEMA_VERSION = 2  # 2: the deploys table (issue 12); a version-1 file gains it when opened for writing
 EXPORT_VERSION = 1

@@ -217,6 +217,7 @@ def prepare_query(repo: Repo, incident: Incident, at: str, config: Config, *, ti
             warn(f"none of the {len(parsed)} stack frame(s) is in this repository at {at[:12]} "
                  f"(first: {parsed[0].path or parsed[0].raw.strip()[:60]}); ranking without them")
         for f in frames[:MAX_FRAMES]:
+            # map_frames keeps only the frames it mapped onto a repository path
             sources.setdefault(f.path, "stack frame")  # type: ignore[arg-type]
             name = _simple_name(f.function) if f.function else None
             if name and name not in functions:

@@ -6,9 +6,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rcahook.rca.features import (Background, Evidence, GraphHints, Query, build_background,
-                              compute_features, incident_identifiers, normalized_matrix)
 from rcahook.index.reader import CommitView, History
+from rcahook.rca.features import (
+    Background,
+    Evidence,
+    GraphHints,
+    Query,
+    build_background,
+    compute_features,
+    incident_identifiers,
+    normalized_matrix,
+)
 from rcahook.rca.model import Weights, order, score, softmax
 from rcahook.text import tokenize
 

@@ -20,12 +20,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from rcahook import __version__
-from rcahook.rca import feedback as fb
 from rcahook.config import load_config
-from rcahook.errors import (BadInputError, ConfigError, EmptySearchSpaceError, IndexLockedError, IndexMissingError,
-                            ModelServerError, ModelUnavailableError, NotFoundError, PermissionDeniedError,
-                            RcahookError, UnknownRevisionError)
+from rcahook.errors import (
+    BadInputError,
+    ConfigError,
+    EmptySearchSpaceError,
+    IndexLockedError,
+    IndexMissingError,
+    ModelServerError,
+    ModelUnavailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    RcahookError,
+    UnknownRevisionError,
+)
 from rcahook.index.gitrepo import Repo
+from rcahook.rca import feedback as fb
 from rcahook.serve import pages
 from rcahook.serve import repos as rp
 from rcahook.serve.api import ID_PATTERN, Ignored, build_router, validation_response

@@ -60,7 +60,7 @@ def record_deploy(conn: sqlite3.Connection, *, environment: str, sha: str, time:
     with store.transaction(conn):
         cur = conn.execute("INSERT INTO deploys (environment, sha, time, recorded) VALUES (?,?,?,?)",
                            (check_environment(environment), sha, time, now))
-    return Deploy(cur.lastrowid, environment, sha, time, now)  # type: ignore[arg-type]
+    return Deploy(cur.lastrowid, environment, sha, time, now)  # type: ignore[arg-type]  # set by the INSERT
 
 
 def deploys(conn: sqlite3.Connection, environment: str | None = None, *, until: int | None = None,

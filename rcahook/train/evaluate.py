@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rcahook.backtest.metrics import Outcome, summarize
 from rcahook.backtest.mine import Investigation, mine_investigations
@@ -20,6 +21,11 @@ from rcahook.index.reader import History
 from rcahook.jsonl import ResultsFile
 from rcahook.progress import Progress
 from rcahook.train.card import Cutoff
+
+if TYPE_CHECKING:
+    from rcahook.codegraph.graph import CodeGraph
+    from rcahook.llm.backend import Backend
+    from rcahook.rca.model import Weights
 
 RESULTS = "eval.jsonl"
 RESULTS_FORMAT = "rcahook.train.eval/1"
@@ -46,9 +52,10 @@ def investigations_after(history: History, head: str, cut: Cutoff, *, settings: 
 
 
 def evaluate(history: History, investigations: list[Investigation], *, head: str, cut: Cutoff,
-             settings: EvalSettings, learned, models: dict[str, Callable[[], object]], output: Path,
+             settings: EvalSettings, learned: Weights | None, models: Mapping[str, Callable[[], Backend]],
+             output: Path,
              diff_text: Callable[[str], str] | None, progress: Progress | None = None,
-             graph_at: Callable[[str], object] | None = None) -> dict:
+             graph_at: Callable[[str], CodeGraph] | None = None) -> dict[str, Any]:
     """Outcomes for every (ranker, model) pair; `models` maps "base"/"trained" to loaders."""
     from rcahook.rca.model import default_weights
 
