@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rcahook.commands.common import index_path, open_repo, say
-from rcahook.errors import BadInputError, IndexMissingError, NotFoundError, PermissionDeniedError, RcahookError
+from rcahook.errors import BadInputError, PermissionDeniedError
 from rcahook.index import store
-from rcahook.index.gitrepo import Repo
+from rcahook.index.reader import resolve_commit
 from rcahook.rca import feedback as fb
 from rcahook.untrusted import term_text
 
@@ -34,7 +34,7 @@ def run(*, investigation_id: str | None, root_cause: str | None, not_: tuple[str
         saved = fb.get_investigation(conn, investigation_id) if investigation_id else None
         if verdict_given and saved is not None:
             recorded = fb.record_verdicts(conn, saved, root_cause=root_cause, not_causes=not_, note=note,
-                                          resolve=lambda given: _resolve(r, db, given))
+                                          resolve=lambda given: resolve_commit(r, index_path(r, db), given))
             for v in recorded:
                 what = "root cause" if v.verdict == "root_cause" else "not the cause"
                 where = f"rank {v.rank} of {len(saved.candidates)}" if v.in_candidates else "not among its candidates"
@@ -50,28 +50,6 @@ def run(*, investigation_id: str | None, root_cause: str | None, not_: tuple[str
     finally:
         conn.close()
     return 0
-
-
-def _resolve(r: Repo, db: str | None, given: str) -> str:
-    """A full sha for what the responder typed: the index first, then git itself."""
-    from rcahook.index.reader import History
-
-    try:
-        history = History.open(index_path(r, db))
-    except IndexMissingError:
-        history = None
-    if history is not None:
-        try:
-            return history.resolve(given)
-        except RcahookError:
-            pass
-        finally:
-            history.close()
-    try:
-        return r.resolve(given)
-    except RcahookError:
-        raise NotFoundError(f"commit {given!r} is not among the investigation's candidates, in the index or "
-                            "in the repository; check the sha (`git rev-parse <sha>`)") from None
 
 
 def _print_one(conn, saved: fb.SavedInvestigation) -> None:

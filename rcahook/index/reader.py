@@ -10,9 +10,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rcahook.errors import NotFoundError, UnknownRevisionError
 from rcahook.index import store
+
+if TYPE_CHECKING:
+    from rcahook.index.gitrepo import Repo
 
 
 @dataclass(frozen=True)
@@ -363,3 +367,25 @@ class History:
             if link.status == "resolved" and link.fix not in out:
                 out[link.fix] = link.culprit  # type: ignore[assignment]  # a resolved link has its culprit
         return out
+
+
+def resolve_commit(repo: Repo, index_path: Path, given: str, *, where: str = "the repository") -> str:
+    """A full sha for what a responder or a pipeline gave: the index first, then git itself."""
+    from rcahook.errors import RcahookError
+
+    try:
+        history = History.open(index_path)
+    except RcahookError:
+        history = None
+    if history is not None:
+        try:
+            return history.resolve(given)
+        except RcahookError:
+            pass
+        finally:
+            history.close()
+    try:
+        return repo.resolve(given)
+    except RcahookError:
+        raise NotFoundError(f"commit {given!r} is not among the investigation's candidates, in the index or "
+                            f"in {where}; check the sha (`git rev-parse <sha>`)") from None

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from rcahook.config import Config, load_config, user_settings
 from rcahook.errors import NotFoundError, RcahookError
-from rcahook.index import store
+from rcahook.index import reader, store
 from rcahook.index.gitrepo import Repo
 from rcahook.index.reader import History
 from rcahook.rca import feedback as fb
@@ -338,19 +338,4 @@ def indexed(served: ServedRepo, sha: str) -> bool:
 
 def resolve_commit(served: ServedRepo, given: str) -> str:
     """A full sha for what a responder or a pipeline gave: the index first, then git."""
-    try:
-        history = History.open(served.index_path)
-    except RcahookError:
-        history = None
-    if history is not None:
-        try:
-            return history.resolve(given)
-        except RcahookError:
-            pass
-        finally:
-            history.close()
-    try:
-        return Repo(served.path).resolve(given)
-    except RcahookError:
-        raise NotFoundError(f"commit {given!r} is not in the index or in the repository {served.name}; "
-                            "check the sha (`git rev-parse <sha>`)") from None
+    return reader.resolve_commit(Repo(served.path), served.index_path, given, where=f"the repository {served.name}")
