@@ -8,13 +8,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from clirun import rcahook
+from localhttp import JsonHandler, local_server
 from rcahook.config import load_config, tomllib, user_config_path
 from rcahook.errors import ConfigError
 
@@ -22,13 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "sekrit-user-key"
 
 
-class OpenAIish(BaseHTTPRequestHandler):
+class OpenAIish(JsonHandler):
     """Records every request; answers like an OpenAI-compatible server, every capital letter
     a likely first token, so any change labels the prompt uses get a score."""
 
     def do_GET(self):
         self.server.requests.append(("GET", self.path, dict(self.headers)))
-        self._json({"object": "list", "data": [{"id": "served-model", "object": "model"}]})
+        self.send_json(200, {"object": "list", "data": [{"id": "served-model", "object": "model"}]})
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -41,39 +41,14 @@ class OpenAIish(BaseHTTPRequestHandler):
         else:
             choice = {"index": 0, "text": " A", "logprobs": {"tokens": [" A"], "token_logprobs": [-0.1],
                                                             "top_logprobs": [top]}}
-        self._json({"id": "x", "object": "text_completion", "choices": [choice]})
-
-    def _json(self, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, {"id": "x", "object": "text_completion", "choices": [choice]})
 
 
 @pytest.fixture
 def servers():
     """`servers()` starts one more recording server; all are stopped at the end."""
-    started = []
-
-    def start():
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIish)
-        httpd.requests = []
-        httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        started.append((httpd, thread))
-        return httpd
-
-    yield start
-    for httpd, thread in started:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with ExitStack() as started:
+        yield lambda: started.enter_context(local_server(OpenAIish, requests=[]))
 
 
 def project(make_repo, name: str, config: str):

@@ -7,12 +7,13 @@ import json
 import socket
 import threading
 import types
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 
 import jsonschema
 import pytest
 
 from clirun import rcahook
+from localhttp import JsonHandler, local_server
 from rcahook.demo import generate
 from rcahook.errors import BadInputError, ModelServerError
 from rcahook.llm.prompt import ANSWER_PREFIX, Prompt
@@ -45,7 +46,7 @@ def as_json(result) -> dict:
 
 # -- servers --------------------------------------------------------------------------------
 
-class Scripted(BaseHTTPRequestHandler):
+class Scripted(JsonHandler):
     """An OpenAI-shaped server that answers each POST with the next scripted (status, body)."""
 
     def do_POST(self):
@@ -53,34 +54,14 @@ class Scripted(BaseHTTPRequestHandler):
         self.server.requests.append(self.path)
         script = self.server.script
         status, body = script.pop(0) if len(script) > 1 else script[0]
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(status, body)
 
 
 @pytest.fixture
 def scripted():
     """`serve(*answers)`: the server's URL; answers are (status, JSON body or raw text)."""
-    servers = []
-
-    def serve(*script):
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-        httpd.requests, httpd.script = [], list(script)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        servers.append(httpd)
-        return httpd
-
-    yield serve
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    with ExitStack() as servers:
+        yield lambda *script: servers.enter_context(local_server(Scripted, requests=[], script=list(script)))
 
 
 @pytest.fixture
@@ -335,7 +316,7 @@ def test_redirects_are_not_followed(scripted, monkeypatch):
     """A redirect would take the prompts and the API key to another server."""
     target = scripted(completion(" K"))
 
-    class Redirecting(BaseHTTPRequestHandler):
+    class Redirecting(JsonHandler):
         def do_POST(self):
             self.server.requests.append(self.path)
             self.send_response(307)
@@ -343,17 +324,8 @@ def test_redirects_are_not_followed(scripted, monkeypatch):
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-    httpd.requests = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        backend = RemoteBackend(f"http://127.0.0.1:{httpd.server_address[1]}", model="m", api_key="sekrit")
+    with local_server(Redirecting, requests=[]) as httpd:
+        backend = RemoteBackend(httpd.url, model="m", api_key="sekrit")
         with pytest.raises(ModelServerError, match="a redirect to .*does not follow redirects"):
             backend.generate(PROMPT, max_new_tokens=4)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert httpd.requests == ["/v1/completions"] and target.requests == []

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 import math
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from localhttp import JsonHandler, local_server
 from rcahook.errors import ModelServerError
 from rcahook.llm import load_backend
 from rcahook.llm.prompt import ANSWER_PREFIX, Prompt
@@ -21,13 +20,13 @@ PROMPT = Prompt(system="You rank changes.", user="## Change K\n> subject: x\n## 
 TOP = {" K": -0.3, " C": -1.6, "K": -2.5, " the": -3.0, "\n": -4.0}
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
+class FakeOpenAI(JsonHandler):
     """vLLM-like: /v1/models, /v1/completions (unless chat_only), /v1/chat/completions."""
 
     def do_GET(self):
         if self.path == "/v1/models":
-            return self._json(200, {"object": "list", "data": [{"id": "served-model", "object": "model"}]})
-        return self._json(404, {"error": {"message": "not found"}})
+            return self.send_json(200, {"object": "list", "data": [{"id": "served-model", "object": "model"}]})
+        return self.send_json(404, {"error": {"message": "not found"}})
 
     def do_POST(self):
         server = self.server
@@ -37,15 +36,15 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             time.sleep(server.delay)
         if self.path == "/v1/completions":
             if server.chat_only:
-                return self._json(404, {"error": {"message": "This is a chat model"}})
+                return self.send_json(404, {"error": {"message": "This is a chat model"}})
             if server.fail:
-                return self._json(500, {"error": {"message": "CUDA out of memory", "type": "InternalError"}})
+                return self.send_json(500, {"error": {"message": "CUDA out of memory", "type": "InternalError"}})
             choice = {"index": 0, "text": " K, C\nExplanation: ...", "finish_reason": "stop"}
             if body.get("logprobs"):
                 first = next(iter(TOP))
                 choice = {"index": 0, "text": first, "logprobs": {
                     "tokens": [first], "token_logprobs": [TOP[first]], "top_logprobs": [TOP]}}
-            return self._json(200, {"id": "cmpl-1", "object": "text_completion", "choices": [choice]})
+            return self.send_json(200, {"id": "cmpl-1", "object": "text_completion", "choices": [choice]})
         if self.path == "/v1/chat/completions":
             message = {"role": "assistant", "content": "Answer: Change C, K"}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
@@ -56,32 +55,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                 opening = {"Answer": -0.01, "Change": -5.0}
                 chat_top = {" C": -0.2, " K": -1.9, " P": -2.2, " Q": -3.0}
                 choice["logprobs"] = {"content": [entry("Answer", opening), entry(" C", chat_top)]}
-            return self._json(200, {"id": "chat-1", "object": "chat.completion", "choices": [choice]})
-        return self._json(404, {"error": {"message": "unknown route"}})
-
-    def _json(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            return self.send_json(200, {"id": "chat-1", "object": "chat.completion", "choices": [choice]})
+        return self.send_json(404, {"error": {"message": "unknown route"}})
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    httpd.requests, httpd.chat_only, httpd.fail, httpd.delay = [], False, False, 0.0
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with local_server(FakeOpenAI, requests=[], chat_only=False, fail=False, delay=0.0) as httpd:
+        yield httpd
 
 
 def test_completions_generate_and_logprobs(server):
@@ -161,21 +142,11 @@ def test_unreachable_url():
 
 
 def test_not_an_openai_server():
-    class Teapot(BaseHTTPRequestHandler):
+    class Teapot(JsonHandler):
         def do_GET(self):
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"<html>hello</html>")
 
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Teapot)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with pytest.raises(ModelServerError, match="not JSON"):
-            RemoteBackend(f"http://127.0.0.1:{httpd.server_address[1]}")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_server(Teapot) as httpd, pytest.raises(ModelServerError, match="not JSON"):
+        RemoteBackend(httpd.url)
