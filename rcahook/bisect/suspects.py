@@ -73,14 +73,7 @@ def save(repo: Repo, result: Result, *, say: Callable[[str], None]) -> str | Non
     doc = report.to_json(result, inv_id=None, created=created)
     path = feedback.state_path(repo.common_dir)
     try:
-        conn = feedback.open_state(path)
-        try:
-            saved = {k: v for k, v in report.saved_results(doc, result).items() if k not in ("id", "incident")}
-            return feedback.save_investigation(conn, repo=str(repo.common_dir), at=result.space.at,
-                                               ranker=result.ranking.ranker, incident=doc["incident"],
-                                               results=saved, now=created)
-        finally:
-            conn.close()
+        return report.save_result(path, repo=str(repo.common_dir), doc=doc, result=result, created=created)
     except (OSError, sqlite3.Error, RcahookError) as e:
         say(f"warning: could not save the investigation in {path} ({e}); the culprit will not be recorded "
             "as feedback (pass --no-feedback to skip saving)")

@@ -76,14 +76,7 @@ def _save(git_dir: Path, doc: dict, result, created: int) -> str | None:
 
     path = feedback.state_path(git_dir)
     try:
-        conn = feedback.open_state(path)
-        try:
-            saved = {k: v for k, v in report.saved_results(doc, result).items() if k not in ("id", "incident")}
-            return feedback.save_investigation(conn, repo=str(git_dir), at=result.space.at,
-                                               ranker=result.ranking.ranker, incident=doc["incident"],
-                                               results=saved, now=created)
-        finally:
-            conn.close()
+        return report.save_result(path, repo=str(git_dir), doc=doc, result=result, created=created)
     except (OSError, sqlite3.Error, RcahookError) as e:
         say(f"warning: could not save this investigation in {path} ({e}); it has no id for feedback "
             "(pass --no-save to skip saving)")

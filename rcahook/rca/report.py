@@ -7,6 +7,7 @@ in docs/investigate.md; bump SCHEMA_VERSION on any change that is not a pure add
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from rcahook.rca.investigate import Result
 from rcahook.rca.reasons import nonzero_features
@@ -144,6 +145,19 @@ def saved_results(doc: dict, result: Result) -> dict:
     return {**doc, "candidates": [
         {"sha": c.sha, "rank": i + 1, "score": round(c.score, 4), "probability": round(c.probability, 6)}
         for i, c in enumerate(result.ranking.candidates)]}
+
+
+def save_result(state_path: Path, *, repo: str, doc: dict, result: Result, created: int) -> str:
+    """Save an investigation in the state database (for feedback and training); its id."""
+    from rcahook.rca import feedback
+
+    conn = feedback.open_state(state_path)
+    try:
+        saved = {k: v for k, v in saved_results(doc, result).items() if k not in ("id", "incident")}
+        return feedback.save_investigation(conn, repo=repo, at=result.space.at, ranker=result.ranking.ranker,
+                                           incident=doc["incident"], results=saved, now=created)
+    finally:
+        conn.close()
 
 
 # -- text -------------------------------------------------------------------------------------

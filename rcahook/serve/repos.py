@@ -263,14 +263,7 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
 def save(served: ServedRepo, doc: dict[str, Any], result: Result, created: int) -> str:
     from rcahook.rca import report
 
-    conn = fb.open_state(served.state_path)
-    try:
-        saved = {k: v for k, v in report.saved_results(doc, result).items() if k not in ("id", "incident")}
-        return fb.save_investigation(conn, repo=str(served.git_dir), at=result.space.at,
-                                     ranker=result.ranking.ranker, incident=doc["incident"], results=saved,
-                                     now=created)
-    finally:
-        conn.close()
+    return report.save_result(served.state_path, repo=str(served.git_dir), doc=doc, result=result, created=created)
 
 
 def with_links(doc: dict[str, Any], served: ServedRepo, base_url: str) -> dict[str, Any]:
