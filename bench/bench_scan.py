@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RCAHOOK = Path(sys.executable).parent / "rcahook"
 PUSHED = 10
 BEHIND = 20
-CACHES = ("index.sqlite", "risk-callers.json")  # the scan's saved state is in index.sqlite
+CACHES = ("index.sqlite",)  # the scan's saved state and the graph's terms are in index.sqlite
 
 
 def git(clone: Path, *args: str) -> str:

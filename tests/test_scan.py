@@ -284,7 +284,7 @@ def test_crafted_state_is_never_executed(project, tmp_path):
     (db.parent / "risk-state.pickle").write_bytes(pickle.dumps(
         {"features": None, "state": _Planted(str(marker))}))
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE risk_state SET data = ? WHERE part = 'observed'", ('{"not": "a list"',))
+        conn.execute("UPDATE risk_state SET data = ? WHERE part = 'fed'", ('{"not": "a list"',))
     result = rr.run_scan(repo, "--format", "json")
     assert not marker.exists()
     assert result.returncode == 0, result.stderr

@@ -38,7 +38,7 @@ class GraphState:
     rev: str
     files: int
     defs: int
-    edges: int
+    edges: int | None  # None: not counted (`rcahook graph stats` builds the graph to count them)
     parsed: int = 0  # blobs parsed by this update; the others came from the cache
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> files (unsupported, oversize, binary)
 
@@ -232,7 +232,8 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
                  jobs: int | None = None) -> GraphState:
     """Bring `graph_files` to the tree at rev: only files changed since the recorded
     `graph_rev` are looked at (and parsed, unless the cache has them)."""
-    from rcahook.codegraph.graph import forget_loaded, load_graph  # networkx only once there is a graph
+    from rcahook.codegraph.graph import forget_loaded
+    from rcahook.codegraph.local import terms_ready, update_terms
 
     sha = repo.resolve(rev)
     previous = store.get_meta(conn, "graph_rev")
@@ -243,21 +244,21 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
         else:
             state, parsed = _list_files(conn, repo, sha, progress=progress, jobs=jobs)
         forget_loaded(conn)
-    # counting edges means building the graph: do it once per revision, not on every no-op update
-    cached = store.get_meta(conn, "graph_stats")
-    stats = json.loads(cached) if cached and previous == sha else None
-    if stats is None:
-        stats = load_graph(conn).stats()
+    elif not terms_ready(conn):  # an index written before graph_terms existed
         with store.transaction(conn):
-            store.set_meta(conn, "graph_stats", json.dumps(stats))
-    return GraphState(rev=sha, files=len(state.files), defs=stats["definitions"],
-                      edges=sum(stats["edges"].values()), parsed=parsed,
+            update_terms(conn, sha)
+    # Counting edges would mean building the whole graph (seconds on a monorepo, on every
+    # update): `rcahook graph stats` does that on request; definitions are counted by terms.
+    defs = conn.execute("SELECT COALESCE(SUM(n), 0) FROM graph_terms WHERE kind = 0").fetchone()[0]
+    return GraphState(rev=sha, files=len(state.files), defs=defs, edges=None, parsed=parsed,
                       skipped=_skip_counts(state.skipped, state.unsupported))
 
 
 def _update_files(conn: sqlite3.Connection, repo: Repo, previous: str, sha: str, state: _GraphFiles, *,
                   progress: Progress | None, jobs: int | None) -> tuple[_GraphFiles, int]:
     """The files at `sha`, from those at `previous` and the paths that differ between the two."""
+    from rcahook.codegraph.local import update_terms  # local.py imports this module
+
     files, skipped, unsupported, aux = state
     removed: set[str] = set()
     added: list[tuple[str, str, int | None]] = []
@@ -280,6 +281,7 @@ def _update_files(conn: sqlite3.Connection, repo: Repo, previous: str, sha: str,
         conn.executemany("DELETE FROM graph_files WHERE path=?", [(p,) for p in removed])
         conn.executemany("INSERT OR REPLACE INTO graph_files VALUES (?, ?, ?)",
                          [(p, b, language_for(p)) for p, b in kept.items()])
+        update_terms(conn, sha, removed=removed | set(oversize) | set(newly_skipped), added=kept)
         _record(conn, sha, state)
     return state, parsed
 
@@ -287,6 +289,8 @@ def _update_files(conn: sqlite3.Connection, repo: Repo, previous: str, sha: str,
 def _list_files(conn: sqlite3.Connection, repo: Repo, sha: str, *, progress: Progress | None,
                 jobs: int | None) -> tuple[_GraphFiles, int]:
     """The files at `sha`, from the whole tree."""
+    from rcahook.codegraph.local import update_terms
+
     entries = [(e.path, e.blob, e.size) for e in repo.list_tree(sha)]
     wanted, skipped, unsupported = _classify(entries)
     files, newly_skipped, parsed = ensure_full_parses(conn, repo, wanted.items(), progress=progress, jobs=jobs)
@@ -296,6 +300,7 @@ def _list_files(conn: sqlite3.Connection, repo: Repo, sha: str, *, progress: Pro
         conn.execute("DELETE FROM graph_files")
         conn.executemany("INSERT INTO graph_files VALUES (?, ?, ?)",
                          [(p, b, language_for(p)) for p, b in files.items()])
+        update_terms(conn, sha)
         _record(conn, sha, state)
     return state, parsed
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import networkx as nx
 
 from rcahook.codegraph.build import unpack_parse
-from rcahook.codegraph.imports import PathSet, resolve_import
+from rcahook.codegraph.imports import PathSet
 from rcahook.index import store
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def _raw_from_parsed(parsed: ParsedFile) -> _Raw:
             [(r.name, r.scope, r.qualifier) for r in parsed.references], list(parsed.imports))
 
 
-def _raw_from_json(data: str) -> _Raw:
+def raw_from_json(data: str) -> _Raw:
     # ParsedFile.to_json's layout, read without building a dataclass per reference
     lang, defs, refs, imps = json.loads(data)
     definitions = [(d[0], d[4] if len(d) > 4 else d[0], d[1], d[2], d[3]) for d in defs]
@@ -81,10 +81,25 @@ class CodeGraph:
                   aux_paths: Iterable[str] = ()) -> CodeGraph:
         """From {path: ParsedFile JSON}, as the parse cache holds it."""
         graph = cls.__new__(cls)
-        graph._init({p: _raw_from_json(data) for p, data in files.items()}, rev, aux_paths)
+        graph._init({p: raw_from_json(data) for p, data in files.items()}, rev, aux_paths)
         return graph
 
-    def _init(self, files: dict[str, _Raw], rev: str | None, aux_paths: Iterable[str]) -> None:
+    @classmethod
+    def partial(cls, files: Mapping[str, _Raw], *, paths: PathSet, calls_from: set[str],
+                candidates: Mapping[tuple[str, str], int], rev: str | None = None) -> CodeGraph:
+        """A graph over some of the tree's files (codegraph/local.py chooses which, decoded with
+        raw_from_json): `paths` is
+        every path of the tree (imports resolve as in the whole graph), calls are resolved only
+        from the files in `calls_from` (whose candidate definitions were all loaded), and
+        `candidates` gives how many definitions a (family, name) has in the whole tree, so a call
+        that is ambiguous there stays ambiguous here."""
+        graph = cls.__new__(cls)
+        graph._init(dict(files), rev, (), paths=paths, calls_from=calls_from, candidates=candidates)
+        return graph
+
+    def _init(self, files: dict[str, _Raw], rev: str | None, aux_paths: Iterable[str], *,
+              paths: PathSet | None = None, calls_from: set[str] | None = None,
+              candidates: Mapping[tuple[str, str], int] | None = None) -> None:
         self.rev = rev
         self.graph: nx.DiGraph[str] = nx.DiGraph()
         self.ambiguous: Counter[str] = Counter()  # name -> call sites left unresolved for it
@@ -94,7 +109,9 @@ class CodeGraph:
         self._by_path: dict[str, list[str]] = {}
         self._adj: dict[str, set[str]] = defaultdict(set)  # undirected, for distances
         self._edge_counts: Counter[str] = Counter()
-        self._build(files, PathSet([*files, *aux_paths]))
+        self._calls_from = calls_from
+        self._candidates = candidates
+        self._build(files, paths if paths is not None else PathSet([*files, *aux_paths]))
 
     # -- construction -------------------------------------------------------------------------
     def _build(self, files: dict[str, _Raw], paths: PathSet) -> None:
@@ -134,7 +151,7 @@ class CodeGraph:
             targets: set[str] = set()
             by_name: dict[str, set[str]] = defaultdict(set)
             for imp in imps:
-                found = resolve_import(path, imp, lang, paths)
+                found = paths.resolved(path, imp, lang)
                 if not found:
                     continue
                 targets.update(found)
@@ -163,6 +180,8 @@ class CodeGraph:
                 by_family[(_FAMILY.get(attrs[node]["lang"], attrs[node]["lang"]), name)].append(node)
         calls: Counter[tuple[str, str]] = Counter()
         for path, (lang, _, refs, _) in files.items():
+            if self._calls_from is not None and path not in self._calls_from:
+                continue  # a partial graph: this file's candidates may not all be loaded
             family = _FAMILY.get(lang, lang)
             visible = imports_of[path]
             if family == "c":  # a header's functions are mostly defined in the .c file beside it
@@ -182,8 +201,10 @@ class CodeGraph:
                 key = (name, own, via)
                 targets = memo.get(key, ())
                 if targets == ():
+                    total = (self._candidates.get((family, name), len(candidates))
+                             if self._candidates is not None else len(candidates))
                     targets = memo[key] = _choose(candidates, attrs, family, path, directory, visible, own,
-                                                  imported_as.get(via, ()) if via is not None else ())
+                                                  imported_as.get(via, ()) if via is not None else (), total)
                 if targets is None:
                     self.ambiguous[name] += 1
                     continue
@@ -310,11 +331,14 @@ _dirname = functools.lru_cache(maxsize=65536)(posixpath.dirname)  # asked per ca
 
 
 def _choose(candidates: list[str], attrs: dict[str, dict], family: str, path: str, directory: str,
-            visible: set[str], own_scope: str | None, via: Iterable[str]) -> tuple[str, ...] | None:
+            visible: set[str], own_scope: str | None, via: Iterable[str],
+            total: int | None = None) -> tuple[str, ...] | None:
     """The definitions a call of this name most likely means; None when too many are equally likely.
 
-    `via`: the files the name (or its qualifier) was imported from, checked first.
+    `via`: the files the name (or its qualifier) was imported from, checked first. `total`: how
+    many definitions of the name the whole tree has (a partial graph holds fewer).
     """
+    total = len(candidates) if total is None else total
     def in_file(n: str) -> bool:
         return attrs[n]["path"] == path
 
@@ -346,13 +370,13 @@ def _choose(candidates: list[str], attrs: dict[str, dict], family: str, path: st
         if chosen:
             return tuple(chosen) if len(chosen) <= FANOUT_CAP else None
     if unique_only:
-        return (candidates[0],) if len(candidates) == 1 else None
-    return tuple(candidates) if len(candidates) <= FANOUT_CAP else None
+        return (candidates[0],) if total == 1 else None
+    return tuple(candidates) if total <= FANOUT_CAP else None
 
 
 # --- loading from the index -----------------------------------------------------------------------
 
-def _db_file(conn: sqlite3.Connection) -> str:
+def db_file(conn: sqlite3.Connection) -> str:
     return conn.execute("PRAGMA database_list").fetchone()[2] or f"memory:{id(conn)}"
 
 
@@ -375,7 +399,7 @@ _AT_CACHE = 2  # graphs at other revisions kept: the backtest walks fixes one af
 def load_graph(conn: sqlite3.Connection) -> CodeGraph:
     """The indexed graph (`rcahook index` builds it), once per process and revision."""
     rev = store.get_meta(conn, "graph_rev")
-    key = (_db_file(conn), rev)
+    key = (db_file(conn), rev)
     graph = _loaded.get(key)
     if graph is None:
         files = {path: unpack_parse(data) for path, data in conn.execute(
@@ -390,7 +414,7 @@ def load_graph(conn: sqlite3.Connection) -> CodeGraph:
 
 def forget_loaded(conn: sqlite3.Connection) -> None:
     """Drop this database's loaded graph: its files were just rewritten (same revision or not)."""
-    db = _db_file(conn)
+    db = db_file(conn)
     for key in [k for k in _loaded if k[0] == db]:
         del _loaded[key]
 
@@ -402,7 +426,7 @@ def graph_at(conn: sqlite3.Connection, repo: Repo, rev: str) -> CodeGraph:
     sha = repo.resolve(rev)
     if sha == store.get_meta(conn, "graph_rev"):
         return load_graph(conn)
-    key = (_db_file(conn), sha)
+    key = (db_file(conn), sha)
     if key in _at:
         _at.move_to_end(key)
         return _at[key]

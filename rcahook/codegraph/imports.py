@@ -19,6 +19,7 @@ class PathSet:
 
     def __init__(self, paths: Iterable[str]):
         self.paths = frozenset(paths)
+        self._resolved: dict[tuple[str, Import, str], list[str]] = {}
         self._by_basename: dict[str, list[str]] = defaultdict(list)
         self._by_dir: dict[str, list[str]] = defaultdict(list)
         self._dirs_by_basename: dict[str, set[str]] = defaultdict(set)
@@ -38,6 +39,15 @@ class PathSet:
                 dotted = stem.removesuffix("/__init__").replace("/", ".")
                 self._py_files[dotted].append(path)
                 self._py_by_last[dotted.rpartition(".")[2]].add(dotted)
+
+    def resolved(self, importer: str, imp: Import, lang: str) -> list[str]:
+        """resolve_import, remembered: a partial graph (codegraph/local.py) asks the same
+        imports again as it widens, and a server keeps one PathSet per indexed revision."""
+        key = (importer, imp, lang)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = resolve_import(importer, imp, lang, self)
+        return found
 
     def __contains__(self, path: str) -> bool:
         return path in self.paths

@@ -189,7 +189,7 @@ def scan(*, range_: str | None, from_: str | None, to: str | None, fail_above: f
     try:
         model, source = load_risk_model(path.parent)
         risks = assess(history, rng.shas, model=model,
-                       callers=caller_counts(history.conn, path.parent, say=note),
+                       callers=caller_counts(history.conn),
                        index_dir=path.parent, say=note)
     finally:
         history.close()

@@ -26,7 +26,15 @@ from rcahook.rca.incident import Incident
 from rcahook.rca.model import WEIGHTS_FILE, load_weights
 from rcahook.rca.ranking import RANKERS, RankerSpec, Ranking, rank
 from rcahook.rca.reasons import Reason, reasons_for, relative_age
-from rcahook.rca.retrieve import Candidate, RetrievalConfig, graph_hints, needs_graph, search_space
+from rcahook.rca.retrieve import (
+    GRAPH_DEPTH,
+    Candidate,
+    RetrievalConfig,
+    graph_hints,
+    graph_hints_from_query,
+    needs_graph,
+    search_space,
+)
 from rcahook.rca.stacktrace import Frame, Trace, map_frames, parse_capped
 
 DEFAULT_SINCE = timedelta(days=14)
@@ -277,11 +285,21 @@ def load_hints(history: History, prepared: PreparedQuery) -> GraphHints:
     # loading a graph costs about a second on a large repository: only when it can answer
     if not needs_graph(prepared.query) or not store.get_meta(history.conn, "graph_rev"):
         return graph_hints(prepared.query, None)
-    from rcahook.codegraph.graph import load_graph
+    from rcahook.codegraph.local import neighbourhood, terms_ready
 
     # The indexed graph (HEAD when `rcahook index` last ran): a graph at an older --at would
-    # have to be parsed now, and distances change little between nearby revisions.
-    return graph_hints(prepared.query, load_graph(history.conn))
+    # have to be parsed now, and distances change little between nearby revisions. Only the
+    # files within GRAPH_DEPTH edges of the incident are read (the same distances as the
+    # whole graph, at a cost that follows them, not the tree); an index from before the
+    # graph's terms existed is read whole until `rcahook index` adds them.
+    if not terms_ready(history.conn):
+        from rcahook.codegraph.graph import load_graph
+
+        return graph_hints(prepared.query, load_graph(history.conn))
+    query = prepared.query
+    graph = neighbourhood(history.conn, names=graph_hints_from_query(query).named,
+                          paths=[p for p in query.impacted_paths if not p.endswith("/")], depth=GRAPH_DEPTH)
+    return graph_hints(query, graph)
 
 
 

@@ -9,9 +9,7 @@ together with the fixes that named them.
 """
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import numpy as np
 from rcahook.index.reader import History
 from rcahook.risk.facts import CommitFacts, load_facts
 from rcahook.risk.model import RiskModel
-from rcahook.risk.state import NOT_SAVED, RISK_FEATURES, RiskEvidence, history_state
+from rcahook.risk.state import RISK_FEATURES, RiskEvidence, history_state
 from rcahook.text import DOC_PATH
 from rcahook.untrusted import term_text
 
@@ -77,51 +75,37 @@ class CommitRisk:
     files: int
 
 
-CALLERS_FILE = "risk-callers.json"  # in the index directory: caller counts of the indexed graph
+class CallerCounts:
+    """name -> callers in the indexed code graph (the blast radius feature), computed for the
+    names a scan asks about from the files that define or reference them (codegraph/local.py):
+    the cost follows the pushed commits, not the tree (issue 11)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.counts: dict[str, int] = {}
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        from rcahook.codegraph.local import callers_counts
+
+        todo = {n for n in names if n not in self.counts}
+        if todo:
+            found = callers_counts(self.conn, todo)
+            self.counts.update({n: found.get(n, 0) for n in todo})
+
+    def __call__(self, name: str) -> int:
+        if name not in self.counts:
+            self.prefetch([name])
+        return self.counts[name]
 
 
-def caller_counts(conn, index_dir: Path, *,
-                  say: Callable[[str], None] = lambda message: None) -> Callable[[str], int] | None:
-    """name -> callers in the indexed code graph, or None when there is no graph.
-
-    Loading the graph (networkx, every file's parse) costs about a second on iproute2, so the
-    counts are cached per graph revision and the graph is only loaded when that changes.
-    """
-    from rcahook.index import store
-
-    rev = store.get_meta(conn, "graph_rev")
-    if rev is None:
-        return None
-    cache = index_dir / CALLERS_FILE
-    counts: dict[str, int] | None = None
+def caller_counts(conn) -> Callable[[str], int] | None:
+    """Caller counts of the indexed code graph, or None when the index has no graph (or one
+    written before its terms existed: `rcahook index` adds them)."""
     try:
-        doc = json.loads(cache.read_text())
-        saved = doc["callers"]
-        # data from .git/ is untrusted: use it only if it is exactly what this function writes
-        if doc.get("graph_rev") == rev and isinstance(saved, dict) and all(
-                type(n) is int for n in saved.values()):
-            counts = saved
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        pass
-    if counts is None:
-        try:
-            from rcahook.codegraph.graph import load_graph
-        except ImportError:
-            return None
-        graph = load_graph(conn)
-        names = {name for (name,) in conn.execute("SELECT DISTINCT name FROM touched")}
-        counts = {}
-        for name in names:
-            n = len(graph.callers(name))
-            if n:
-                counts[name] = n
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"graph_rev": rev, "callers": counts}, separators=(",", ":")))
-            tmp.replace(cache)
-        except OSError:
-            say(NOT_SAVED)
-    return lambda name: counts.get(name, 0)
+        from rcahook.codegraph.local import terms_ready
+    except ImportError:  # the graph's dependencies are broken: the scan goes on without them
+        return None
+    return CallerCounts(conn) if terms_ready(conn) else None
 
 
 def _plural(n: int, word: str) -> str:
@@ -191,6 +175,8 @@ def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: 
     if not pushed:
         return []
     state = history_state(history.conn, index_dir, wanted, say=say)
+    if isinstance(callers, CallerCounts):  # one read for every pushed definition
+        callers.prefetch({name for c in pushed for name in c.defs})
     state.callers = callers
     rows, evidence = [], []
     for c in pushed:

@@ -109,10 +109,9 @@ class RiskHistory:
 
     def __init__(self, *, callers: Callable[[str], int] | None = None):
         self.callers = callers  # definition name -> callers in the code graph (blast radius)
-        # What was fed in: the final state does not depend on the order, so a saved state can
-        # be brought up to date by feeding it what it lacks (see history_state).
-        self.observed: set[str] = set()
-        self.learned: set[tuple[str, str]] = set()  # (fix, culprit)
+        # How far history_state fed it: the final state does not depend on the order, so a
+        # saved state is brought up to date by feeding it what it lacks.
+        self.fed = Fed()
         self.n_commits = 0
         self.file_commits: Counter = Counter()
         self.file_authors: dict[str, set[str]] = defaultdict(set)
@@ -134,7 +133,6 @@ class RiskHistory:
         self.word_culprits: Counter = Counter()
 
     def observe(self, c: CommitFacts) -> None:
-        self.observed.add(c.sha)
         self.n_commits += 1
         email = c.email
         file_commits, file_authors, author_files, file_lines = (
@@ -155,10 +153,9 @@ class RiskHistory:
             self.word_commits[w] += 1
 
     def learn_culprit(self, culprit: CommitFacts, fix: str, *, time: int) -> None:
-        """`fix` (made at `time`) named `culprit` as its root cause."""
-        if (fix, culprit.sha) in self.learned:
+        """`fix` (made at `time`) named `culprit` as its root cause; once per (fix, culprit)."""
+        if fix in self.fixes_of.get(culprit.sha, ()):
             return
-        self.learned.add((fix, culprit.sha))
         self.fixes_of[culprit.sha].append(fix)
         if culprit.sha in self.culprits:
             return
@@ -265,8 +262,7 @@ class RiskHistory:
         """The state as JSON-able parts, one per attribute (save_state stores them)."""
         counters = {name: dict(getattr(self, name)) for name in _COUNTERS}
         return {
-            "observed": list(self.observed),
-            "learned": [list(pair) for pair in self.learned],
+            "fed": self.fed.to_part(),
             "n_commits": self.n_commits,
             **counters,
             "file_authors": {path: list(emails) for path, emails in self.file_authors.items()},
@@ -280,8 +276,7 @@ class RiskHistory:
     def from_parts(cls, parts: dict[str, object]) -> RiskHistory:
         """The inverse of to_parts; ValueError names the first part that is not what it wrote."""
         state = cls()
-        state.observed = set(_strings(parts["observed"], "observed"))
-        state.learned = set(_rows(parts["learned"], "learned", (str, str)))
+        state.fed = Fed.from_part(parts["fed"])
         state.n_commits = _int(parts["n_commits"], "n_commits")
         for name in _COUNTERS:
             setattr(state, name, Counter(_str_map(parts[name], name)))
@@ -343,6 +338,12 @@ def _int(value: object, what: str) -> int:
     return value
 
 
+def _count(value: object, what: str) -> int:
+    if _int(value, what) < 0:
+        raise ValueError(f"{what}: expected a count, got {value}")
+    return value
+
+
 def _str_map(value: object, what: str, check: Callable[[object, str], object] | None = None) -> dict:
     """A JSON object (keys are always strings); with no `check`, of integers."""
     if type(value) is not dict:
@@ -383,6 +384,29 @@ def _facts(row: object) -> CommitFacts:
                        idents=tuple(_strings(idents, "culprits.idents")), n_idents_added=n_added, is_fix=is_fix,
                        defs=tuple(_strings(defs, "culprits.defs")), new_defs=new_defs, body_words=body_words,
                        foreign=foreign)
+
+
+class Fed(NamedTuple):
+    """How far history_state has fed a state, in a size that does not grow with history
+    (issue 11): commits.id only grows (each `rcahook index` appends rows), so one watermark
+    stands for every commit and culprit link below it."""
+
+    upto: int = 0  # every indexed commit with id <= upto was fed, and its resolved links, but `skipped`
+    skipped: tuple[str, ...] = ()  # commits <= upto left out because they were being pushed (excluded)
+    unresolved: int = 0  # links of commits <= upto pending or unknown then: fewer now, one resolved since
+    shallow: tuple[tuple[int, str], ...] = ()  # (id, sha) <= upto at a shallow boundary: the rows an index deletes
+
+    def to_part(self) -> dict[str, object]:
+        return {"upto": self.upto, "skipped": list(self.skipped), "unresolved": self.unresolved,
+                "shallow": [list(row) for row in self.shallow]}
+
+    @classmethod
+    def from_part(cls, value: object) -> Fed:
+        if type(value) is not dict or set(value) != set(cls._fields):
+            raise ValueError(f"fed: expected an object with {', '.join(cls._fields)}")
+        return cls(upto=_count(value["upto"], "fed.upto"), skipped=tuple(_strings(value["skipped"], "fed.skipped")),
+                   unresolved=_count(value["unresolved"], "fed.unresolved"),
+                   shallow=tuple(_rows(value["shallow"], "fed.shallow", (int, str))))
 
 
 class CulpritEvent(NamedTuple):
@@ -429,10 +453,15 @@ def replay(commits: Sequence[CommitFacts], events: Sequence[CulpritEvent], facts
 # index is as untrusted as the repository (a CI cache can hand anyone's .git/rcahook/ to a
 # scan), so nothing in it may be code. Older rcahook pickled it to LEGACY_STATE_FILE, which is
 # never loaded: it is deleted and the state rebuilt (see #10).
-STATE_VERSION = 1  # meta 'risk_state_version'; bump when RiskHistory.to_parts changes shape
+STATE_VERSION = 2  # meta 'risk_state_version'; bump when RiskHistory.to_parts changes shape (2: Fed, issue 11)
 STATE_TABLE = "CREATE TABLE IF NOT EXISTS risk_state (part TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID"
 LEGACY_STATE_FILE = "risk-state.pickle"
 NOT_SAVED = "the index is not writable here: this scan's state was not saved (the next scan recomputes it)"
+_CHUNK = 500  # shas per `IN (...)` query
+
+
+def _last_id(conn) -> int:
+    return conn.execute("SELECT MAX(id) FROM commits").fetchone()[0] or 0
 
 
 def load_state(conn) -> tuple[RiskHistory | None, str | None]:
@@ -450,7 +479,11 @@ def load_state(conn) -> tuple[RiskHistory | None, str | None]:
         parts = {part: json.loads(data) for part, data in rows}
         if parts.get("features") != list(RISK_FEATURES):
             return None, "the saved one was computed for other features"
-        return RiskHistory.from_parts(parts), None
+        state = RiskHistory.from_parts(parts)
+        last = _last_id(conn)
+        if state.fed.upto > last:  # trusted, it would hide every commit indexed up to it
+            raise ValueError(f"fed.upto: {state.fed.upto} is past the index's last commit ({last})")
+        return state, None
     except (ValueError, TypeError, KeyError, RecursionError) as e:
         return None, f"the saved one is malformed ({str(e)[:120]})"
 
@@ -470,17 +503,90 @@ def _is_busy(e: sqlite3.Error) -> bool:
     return "locked" in str(e) or "busy" in str(e)
 
 
+def _commits_by_sha(conn, shas: Iterable[str]) -> list[tuple[int, str, int]]:
+    """(id, sha, n_parents) of those of `shas` that are indexed, by the sha index."""
+    shas = sorted(set(shas))
+    out: list[tuple[int, str, int]] = []
+    for i in range(0, len(shas), _CHUNK):
+        chunk = shas[i:i + _CHUNK]
+        out += conn.execute(f"SELECT id, sha, n_parents FROM commits WHERE sha IN ({','.join('?' * len(chunk))})",
+                            chunk).fetchall()
+    return out
+
+
+def _shallow(conn, upto: int) -> tuple[tuple[int, str], ...]:
+    return tuple(conn.execute("SELECT id, sha FROM commits WHERE shallow = 1 AND id <= ? ORDER BY id", (upto,)))
+
+
+def _unresolved(conn, upto: int) -> int:
+    """Links of commits <= upto that may still resolve, by the status index: few, whatever the history."""
+    return conn.execute("SELECT COUNT(*) FROM links WHERE status IN ('pending', 'unknown') AND fix_id <= ?",
+                        (upto,)).fetchone()[0]
+
+
+def _resolved_links(conn, where: str, args: Sequence) -> list[CulpritEvent]:
+    """culprit_events of the fixes `where` selects (on l.fix_id: by the links' primary key)."""
+    # `+l.status`: not by the status index, which would read every resolved link
+    return [CulpritEvent(*r) for r in conn.execute(
+        "SELECT c.committer_time, c.sha, l.culprit_sha FROM links l JOIN commits c ON c.id = l.fix_id"
+        f" WHERE {where} AND +l.status = 'resolved' AND l.culprit_sha IS NOT NULL AND l.culprit_sha != c.sha",
+        tuple(args))]
+
+
+def _usable(conn, fed: Fed, exclude: set[str]) -> bool:
+    """Whether a saved state can be brought up to date rather than rebuilt."""
+    if _shallow(conn, fed.upto) != fed.shallow:
+        return False  # `rcahook index` re-read commits of a shallow boundary (git fetch --deepen)
+    skipped = set(fed.skipped)
+    # fed a commit now excluded (scanned again): only a rebuild takes it out
+    return all(cid > fed.upto or sha in skipped for cid, sha, _ in _commits_by_sha(conn, exclude))
+
+
+def _feed(conn, state: RiskHistory, exclude: set[str]) -> bool:
+    """Feed `state` what it lacks: commits indexed past its watermark, the ones it skipped that
+    are no longer excluded, and culprit links resolved since. True if anything changed."""
+    fed, last = state.fed, _last_id(conn)
+    # every query stops at `last`: an `rcahook index` running now appends past it
+    new = conn.execute("SELECT id, sha, n_parents FROM commits WHERE id > ? AND id <= ?", (fed.upto, last)).fetchall()
+    known = [row for row in _commits_by_sha(conn, fed.skipped) if row[0] <= fed.upto]
+    back = [row for row in known if row[1] not in exclude]
+    skipped = tuple(sorted({sha for _, sha, _ in known if sha in exclude}
+                           | {sha for _, sha, _ in new if sha in exclude}))
+    feed = [row for row in new if row[1] not in exclude] + back
+    shas = [sha for _, sha, n_parents in feed if n_parents <= 1]
+    if shas:
+        facts = load_facts(conn, None if len(shas) > last // 2 else shas, light=True)
+        for sha in shas:
+            if sha in facts:
+                state.observe(facts[sha])
+    events = _resolved_links(conn, "l.fix_id > ? AND l.fix_id <= ?", (fed.upto, last))
+    back_ids = [cid for cid, _, _ in back]
+    for i in range(0, len(back_ids), _CHUNK):
+        chunk = back_ids[i:i + _CHUNK]
+        events += _resolved_links(conn, f"l.fix_id IN ({','.join('?' * len(chunk))})", chunk)
+    if fed.upto and _unresolved(conn, fed.upto) < fed.unresolved:
+        # a link of a commit already fed resolved since (its culprit indexed later): rare, and
+        # learn_culprit keeps each (fix, culprit) once
+        events += _resolved_links(conn, "l.fix_id <= ?", (fed.upto,))
+    events = sorted({e for e in events if e.fix not in exclude and e.fix not in state.fixes_of.get(e.culprit, ())})
+    culprits = load_facts(conn, sorted({e.culprit for e in events}))
+    for e in events:
+        if e.culprit in culprits:
+            state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
+    state.fed = Fed(upto=last, skipped=skipped, unresolved=_unresolved(conn, last), shallow=_shallow(conn, last))
+    return bool(shas or events) or state.fed != fed
+
+
 def history_state(conn, index_dir: Path | None, exclude: set[str], *,
                   say: Callable[[str], None] = lambda message: None) -> RiskHistory:
     """RiskHistory over every indexed non-merge commit except `exclude`, with every culprit link
     whose fix is not excluded either.
 
     Feeding 7,000 commits costs a third of a second, so the state is saved in the index (when
-    `index_dir` is given) and the next scan only feeds what it lacks (new commits, new links).
-    A saved state that observed a commit now excluded (scanned again) is rebuilt from scratch.
+    `index_dir` is given) and the next scan only feeds what it lacks (see Fed), reading the
+    new rows by their ids: the cost follows the new commits, not the history.
+    A saved state that fed a commit now excluded (scanned again) is rebuilt from scratch.
     """
-    shas = {sha for (sha,) in conn.execute("SELECT sha FROM commits WHERE n_parents <= 1")}
-    history = shas - exclude
     state = None
     if index_dir is not None:
         state, why = load_state(conn)
@@ -492,28 +598,18 @@ def history_state(conn, index_dir: Path | None, exclude: set[str], *,
                 legacy.unlink()
         if why:
             say(f"rebuilding the scan state: {why}")
-        if state is not None and not state.observed <= history:
+        if state is not None and not _usable(conn, state.fed, exclude):
             state = None
     state = state or RiskHistory()
-    events = [e for e in culprit_events(conn) if e.fix not in exclude and (e.fix, e.culprit) not in state.learned]
-    missing = history - state.observed
-    if not missing and not events:
+    if not _feed(conn, state, exclude) or index_dir is None:
         return state
-    facts = load_facts(conn, None if len(missing) > len(shas) // 2 else sorted(missing), light=True)
-    for sha in missing:
-        state.observe(facts[sha])
-    culprits = load_facts(conn, sorted({e.culprit for e in events}))
-    for e in events:
-        if e.culprit in culprits:
-            state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
-    if index_dir is not None:
-        try:
-            if store.is_read_only(conn):  # opened so, in a read-only repository: do not even try
-                raise sqlite3.OperationalError("attempt to write a readonly database")
-            save_state(conn, state)
-        except sqlite3.Error as e:
-            if not _is_busy(e):  # busy: `rcahook index` is writing; the next scan saves it
-                say(NOT_SAVED)
-        except OSError:
+    try:
+        if store.is_read_only(conn):  # opened so, in a read-only repository: do not even try
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        save_state(conn, state)
+    except sqlite3.Error as e:
+        if not _is_busy(e):  # busy: `rcahook index` is writing; the next scan saves it
             say(NOT_SAVED)
+    except OSError:
+        say(NOT_SAVED)
     return state
