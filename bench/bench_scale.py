@@ -12,7 +12,9 @@ Per repository (a throw-away clone under /tmp: nothing is written into REPO), in
 - `rcahook scan` of 10 pushed commits, and of a new branch of 100 commits (all zeros base),
   each after the index is up to date, as the pre-push hook runs it.
 Without --graph, the first investigate and scan compute the touched definitions of the
-whole history themselves (what `rcahook index` would have), so their figures mean little.
+newest 1000 commits and of the culprits themselves (what `rcahook index` would have, at its
+default --touched-depth), so their figures mean little. With --graph, the "graph" run
+records those too, and investigate computes any older commit of its window it needs.
 
 --read-index N: also the read path on a synthetic index of N commits (a chain with a merge
 every 20 commits, written straight into SQLite: building it with `rcahook index` would take

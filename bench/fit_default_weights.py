@@ -68,8 +68,9 @@ def examples_of(repo_path: str, db: str, *, window: int, track: str, titles: lis
     """One dict per investigation: what fitting the weights and computing the signals need."""
     from rcahook.codegraph.graph import graph_at
 
-    history = History.open(Path(db))
     repo = Repo(repo_path)
+    history = History.open(Path(db), repo=repo)
+    history.ensure_touched()  # all at once, in parallel: the index may have left old ones for later
     head = repo.resolve("HEAD")
     culprits = history.culprit_of()
     investigations = mine_investigations(history, head, window=window)[:limit]

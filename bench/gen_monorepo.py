@@ -8,9 +8,14 @@ whose side commits are older than the mainline ones between), renames, a few ind
 roots brought in by subtree-style merges (several root commits), committer clocks that
 sometimes go backwards, `Fixes: <sha> ("subject")` trailers and `This reverts commit <sha>.`
 reverts at realistic rates, and three very large commits (a licence header added across
-the tree). At 100k commits (seed 0): 4,016 merges, 4,978 fixes citing a commit, 825
+the tree). Identifiers are mostly the component's own (`cache_token_svc187`), calls
+sometimes name a library's, and 15% come from 400 names shared by the whole tree, as `get`
+or `init` are in a real one; `--vocabulary shared` draws every identifier from those 400
+(the first version of this generator, whose 100k figures in docs/benchmarks.md were
+measured so: every name then had about 90 definitions, which no real tree has). With the
+shared vocabulary, at 100k commits (seed 0): 4,016 merges, 4,978 fixes citing a commit, 825
 reverts, 2,003 renames, 3 roots, 2,800 to 3,700 files in each large commit. The same
---seed and --commits give the same repository, sha for sha. A benchmark fixture: generate
+--seed, --commits and --vocabulary give the same repository, sha for sha. A benchmark fixture: generate
 it under /tmp, never commit it.
 
 The stream is written by this process and piped to one `git fast-import`; the shas of the
@@ -48,9 +53,14 @@ class Component:
     files: list[str] = field(default_factory=list)
     recent: list[tuple[int, str]] = field(default_factory=list)  # (mark, subject) of its recent commits
 
+    @property
+    def tag(self) -> str:  # services/svc-187 -> svc187: the suffix of the component's own names
+        return self.root.rsplit("/", 1)[1].replace("-", "")
+
 
 class Generator:
-    def __init__(self, out, ask, rng: random.Random, *, commits: int, services: int, libs: int):
+    def __init__(self, out, ask, rng: random.Random, *, commits: int, services: int, libs: int,
+                 vocabulary: str = "component"):
         self.out = out  # binary stream to fast-import
         self.ask = ask  # mark -> sha (get-mark)
         self.rng = rng
@@ -66,17 +76,33 @@ class Generator:
         for i in range(libs):
             self.comps.append(Component(f"libs/lib-{i:03d}", langs[(i * 3) % len(langs)]))
         self.head: int | None = None
+        self.vocabulary = vocabulary
+        self.libs = [c for c in self.comps if c.root.startswith("libs/")]
+        self._comp: Component | None = None  # whose vocabulary _word draws from
         self.authors = [(f"Dev {i}", f"dev{i}@example.com") for i in range(400)]
 
     # -- content -----------------------------------------------------------------------------
-    def _word(self) -> str:
-        return f"{self.rng.choice(WORDS)}_{self.rng.choice(WORDS)}"
+    def _word(self, *, call: bool = False) -> str:
+        """An identifier. With the component vocabulary (the default), most names belong to the
+        component being written (`cache_token_svc187`), calls sometimes name a library's, and
+        the rest come from 400 names shared by the whole tree (the `get`/`init` of a real one).
+        `--vocabulary shared` draws every name from the 400 (the first version's shape)."""
+        pair = f"{self.rng.choice(WORDS)}_{self.rng.choice(WORDS)}"
+        if self.vocabulary == "shared" or self._comp is None:
+            return pair
+        r = self.rng.random()
+        if r < 0.15:
+            return pair
+        comp = self._comp
+        if call and r < 0.30 and self.libs:
+            comp = self.rng.choice(self.libs)
+        return f"{pair}_{comp.tag}"
 
     def _lines(self, lang: str, n: int) -> list[str]:
         _, fn, st = LANGS[lang]
         out = [fn.format(f=self._word(), a="x")]
         for _ in range(n):
-            out.append(st.format(v=self._word(), g=self._word(), a="x", n=self.rng.randrange(100)))
+            out.append(st.format(v=self._word(), g=self._word(call=True), a="x", n=self.rng.randrange(100)))
         if lang not in ("py",):
             out.append("}")
         return out
@@ -86,7 +112,7 @@ class Generator:
         for _ in range(self.rng.randint(1, 3)):
             at = self.rng.randrange(len(lines) + 1)
             new = self._lines(lang, self.rng.randint(1, 4)) if self.rng.random() < 0.3 else \
-                [LANGS[lang][2].format(v=self._word(), g=self._word(), a="x", n=self.rng.randrange(100))]
+                [LANGS[lang][2].format(v=self._word(), g=self._word(call=True), a="x", n=self.rng.randrange(100))]
             drop = self.rng.randint(0, 2) if len(lines) > 40 else 0
             lines[at:at + drop] = new
         return lines[-60:] if len(lines) > 80 else lines  # files stay small: the stream stays small
@@ -129,6 +155,7 @@ class Generator:
         return self.mark
 
     def _new_file(self, comp: Component) -> tuple:
+        self._comp = comp
         ext = "h" if comp.lang == "c" and self.rng.random() < 0.3 else comp.lang
         ext = "tsx" if ext == "ts" and self.rng.random() < 0.2 else ext
         path = f"{comp.root}/src/{self._word()}_{len(comp.files)}.{ext}"
@@ -139,6 +166,7 @@ class Generator:
 
     def _change(self, comp: Component, state: dict[str, list[str]]) -> list[tuple]:
         """A few edits in one component, against `state` (main's files or a side branch's)."""
+        self._comp = comp
         ops: list[tuple] = []
         r = self.rng.random()
         if not comp.files or r < 0.06:
@@ -247,7 +275,8 @@ class Generator:
                 self._mainline()
 
 
-def generate(dest: Path, *, commits: int, seed: int, services: int = 300, libs: int = 150) -> None:
+def generate(dest: Path, *, commits: int, seed: int, services: int = 300, libs: int = 150,
+             vocabulary: str = "component") -> None:
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"{dest} exists and is not empty; give a new directory")
     subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True)
@@ -263,7 +292,8 @@ def generate(dest: Path, *, commits: int, seed: int, services: int = 300, libs: 
             known[mark] = proc.stdout.readline().decode().strip()
         return known[mark]
 
-    gen = Generator(proc.stdin, ask, random.Random(seed), commits=commits, services=services, libs=libs)
+    gen = Generator(proc.stdin, ask, random.Random(seed), commits=commits, services=services, libs=libs,
+                    vocabulary=vocabulary)
     started = time.perf_counter()
     gen.run()
     proc.stdin.write(b"done\n")
@@ -282,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--services", type=int, default=300)
     ap.add_argument("--libs", type=int, default=150)
+    ap.add_argument("--vocabulary", choices=("component", "shared"), default="component",
+                    help="identifiers mostly per component (default) or all from 400 shared names")
     args = ap.parse_args(argv)
-    generate(args.dest, commits=args.commits, seed=args.seed, services=args.services, libs=args.libs)
+    generate(args.dest, commits=args.commits, seed=args.seed, services=args.services, libs=args.libs,
+             vocabulary=args.vocabulary)
     return 0
 
 

@@ -185,7 +185,7 @@ def run_risk(*, repo, history: History, fmt: str, report: str | None, output: st
     except NotFoundError:
         raise NotFoundError(f"HEAD {head[:12]} is not in the index; run without --no-update "
                             "(or `rcahook index`) first") from None
-    data = build_data(history.conn, only=set(history.rev_list(head)))
+    data = build_data(history.conn, only=set(history.rev_list(head)), repo=history.repo)
     result = evaluate(data, head_time=head_time, split=_parse_split(split))
     test, scores = result.pop("_test"), result.pop("_scores")
     doc = {"schema": SCHEMA, "repository": str(repo.workdir or repo.git_dir), "head": head,

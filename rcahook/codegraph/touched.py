@@ -6,12 +6,19 @@ old to new, so a worker parses successive versions of one file in a row and tree
 re-parses only the edited region; each blob version is parsed once (`blob_parse`), whatever
 the commit or run. Results are written as they come; a commit is marked done when all its
 files are, so a killed run resumes where it stopped.
+
+`rcahook index` does the newest commits only (`--touched-depth`); a reader that needs an
+older one computes it then (`touched_rows`, through History.touched_many and
+risk.facts.load_facts) and stores it: a first index does not parse every version of every
+file, and each commit is still parsed once.
 """
 from __future__ import annotations
 
 import sqlite3
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from rcahook.codegraph.build import (
     PARALLEL_MIN_BLOBS,
@@ -93,10 +100,9 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
     return list(dict.fromkeys(c[0] for c in changes)), len(changes), rows, parses, oversize
 
 
-def _pending_changes(conn: sqlite3.Connection) -> tuple[list[int], list[_Change]]:
+def _pending_changes(conn: sqlite3.Connection, todo: list[int]) -> list[_Change]:
     # the commits still to do come from a partial index (store.WORK_INDEXES), then their
     # changes by key: an update after one commit reads that commit, not every change row
-    todo = [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE defs_done=0")]
     rows: list[tuple] = []
     for i in range(0, len(todo), 500):
         chunk = todo[i:i + 500]
@@ -108,8 +114,7 @@ def _pending_changes(conn: sqlite3.Connection) -> tuple[list[int], list[_Change]
             chunk).fetchall()
     # Old to new: commit time, then ids (a run numbers its commits newest first).
     rows.sort(key=lambda r: (r[0], -r[2], r[1]))
-    changes = [r[2:] for r in rows if language_for(r[3]) or (r[4] and language_for(r[4]))]
-    return todo, changes
+    return [r[2:] for r in rows if language_for(r[3]) or (r[4] and language_for(r[4]))]
 
 
 def _group(changes: list[_Change]) -> list[list[_Change]]:
@@ -159,58 +164,180 @@ def _tasks(conn: sqlite3.Connection, groups: list[list[_Change]]) -> list[_Task]
     return tasks
 
 
-def update_touched(conn: sqlite3.Connection, repo: Repo, *, progress: Progress | None = None,
-                   jobs: int | None = None) -> int:
-    """Record the touched definitions of every commit not done yet; returns how many commits."""
-    progress = progress or Progress(enabled=False)
-    with store.transaction(conn):
-        # rows of a run killed half-way through a commit: that commit is redone whole
-        conn.execute("DELETE FROM touched WHERE commit_id IN (SELECT id FROM commits WHERE defs_done=0)")
-    todo, changes = _pending_changes(conn)
-    if not todo:
-        return 0
+def pending(conn: sqlite3.Connection, commits: Iterable[int] | None) -> list[int]:
+    """The commits not done yet: all of them, or those of `commits` (ids)."""
+    if commits is None:
+        return [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE defs_done=0")]
+    wanted = sorted(set(commits))
+    todo: list[int] = []
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        todo += [cid for (cid,) in conn.execute(
+            f"SELECT id FROM commits WHERE id IN ({','.join('?' * len(chunk))}) AND defs_done=0", chunk)]
+    return todo
+
+
+def newest_commits(conn: sqlite3.Connection, depth: int | None) -> list[int] | None:
+    """The ids of the `depth` newest commits (by generation, then committer time): the ones
+    `rcahook index --touched-depth` does now; None for all. The newest of the whole history,
+    not the newest not done: an update after a few new commits does those few, not another
+    slice of old history."""
+    if depth is None:
+        return None
+    if depth <= 0:
+        return []
+    return [cid for (cid,) in conn.execute(
+        "SELECT id FROM commits ORDER BY generation DESC, committer_time DESC, id LIMIT ?", (depth,))]
+
+
+def culprit_commits(conn: sqlite3.Connection) -> list[int]:
+    """The commits that resolved culprit links name: the risk scan learns what each touched
+    (risk.state.history_state, which reads them without a repository), however old."""
+    return [cid for (cid,) in conn.execute(
+        "SELECT DISTINCT c.id FROM links l JOIN commits c ON c.sha = l.culprit_sha WHERE l.status = 'resolved'")]
+
+
+def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: int | None,
+              progress: Progress) -> Iterator[tuple[list[int], list[tuple], list[tuple], int]]:
+    """(commits now complete, touched rows, new blob_parse rows, oversize blobs), as tasks come back."""
+    changes = _pending_changes(conn, todo)
     groups = _group(changes)
     remaining: dict[int, int] = defaultdict(int)  # commit id -> tasks still to do
     for group in groups:
         for cid in {c[0] for c in group}:
             remaining[cid] += 1
     tasks = _tasks(conn, groups)
-    n_changes = len(changes)
-    if n_changes < PARALLEL_MIN_BLOBS:
+    if len(changes) < PARALLEL_MIN_BLOBS:
         jobs = 1
+    yield [cid for cid in todo if cid not in remaining], [], [], 0  # nothing to parse: done already
+    with repo_pool(repo, jobs=jobs, tasks=len(tasks)) as pool, \
+            progress.task("recording touched definitions", total=len(changes)) as advance:
+        for commit_ids, task_changes, task_rows, task_parses, task_oversize in pool.map(
+                _touched_in_task, tasks, ordered=False):
+            done = []
+            for cid in commit_ids:
+                remaining[cid] -= 1
+                if not remaining[cid]:
+                    done.append(cid)
+            yield done, task_rows, task_parses, task_oversize
+            advance(task_changes)
+
+
+def update_touched(conn: sqlite3.Connection, repo: Repo, *, commits: Iterable[int] | None = None,
+                   progress: Progress | None = None, jobs: int | None = None) -> int:
+    """Record the touched definitions of every commit not done yet, or of those among
+    `commits` (ids); returns how many commits."""
+    progress = progress or Progress(enabled=False)
+    todo = pending(conn, commits)
+    with store.transaction(conn):
+        # rows of a run killed half-way through a commit: that commit is redone whole
+        if commits is None:
+            conn.execute("DELETE FROM touched WHERE commit_id IN (SELECT id FROM commits WHERE defs_done=0)")
+        else:
+            _delete_rows(conn, todo)
+    if not todo:
+        return 0
     rows: list[tuple] = []
     parses: list[tuple] = []
-    done = [cid for cid in todo if cid not in remaining]
+    done: list[int] = []
     oversize = 0
 
     def flush() -> None:
         with store.transaction(conn):
-            conn.executemany("INSERT OR IGNORE INTO blob_parse VALUES (?, ?, 0, ?)", parses)
-            conn.executemany("INSERT INTO touched VALUES (?, ?, ?, ?, ?, ?)", rows)
-            conn.executemany("UPDATE commits SET defs_done=1 WHERE id=?", [(c,) for c in done])
-            if oversize:
-                total = int(store.get_meta(conn, "touched_oversize_blobs", "0")) + oversize
-                store.set_meta(conn, "touched_oversize_blobs", str(total))
+            _write(conn, rows, parses, done, oversize)
         rows.clear()
         parses.clear()
         done.clear()
 
     last_flush = time.monotonic()
-    with repo_pool(repo, jobs=jobs, tasks=len(tasks)) as pool, \
-            progress.task("recording touched definitions", total=n_changes) as advance:
-        for commit_ids, task_changes, task_rows, task_parses, task_oversize in pool.map(
-                _touched_in_task, tasks, ordered=False):
-            rows.extend(task_rows)
-            parses.extend(task_parses)
-            oversize += task_oversize
-            for cid in commit_ids:
-                remaining[cid] -= 1
-                if not remaining[cid]:
-                    done.append(cid)
-            advance(task_changes)
-            if time.monotonic() - last_flush > _FLUSH_SECONDS:
-                flush()
-                oversize = 0
-                last_flush = time.monotonic()
-        flush()
+    for task_done, task_rows, task_parses, task_oversize in _computed(conn, repo, todo, jobs=jobs,
+                                                                      progress=progress):
+        rows.extend(task_rows)
+        parses.extend(task_parses)
+        done.extend(task_done)
+        oversize += task_oversize
+        if time.monotonic() - last_flush > _FLUSH_SECONDS:
+            flush()
+            oversize = 0
+            last_flush = time.monotonic()
+    flush()
     return len(todo)
+
+
+def _delete_rows(conn: sqlite3.Connection, ids: list[int]) -> None:
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        conn.execute(f"DELETE FROM touched WHERE commit_id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def _write(conn: sqlite3.Connection, rows: list[tuple], parses: list[tuple], done: list[int], oversize: int) -> None:
+    conn.executemany("INSERT OR IGNORE INTO blob_parse VALUES (?, ?, 0, ?)", parses)
+    conn.executemany("INSERT INTO touched VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("UPDATE commits SET defs_done=1 WHERE id=?", [(c,) for c in done])
+    if oversize:
+        total = int(store.get_meta(conn, "touched_oversize_blobs", "0")) + oversize
+        store.set_meta(conn, "touched_oversize_blobs", str(total))
+
+
+# (path, name, qualname, kind, side): a touched row without its commit id
+TouchedRow = tuple[str, str, str, str, str]
+LAZY_WAIT = 0.5  # seconds a reader waits for another writer before it keeps what it computed to itself
+
+
+def touched_rows(conn: sqlite3.Connection, repo: Repo, commits: Iterable[int], *,
+                 jobs: int | None = None) -> tuple[dict[int, list[TouchedRow]], bool]:
+    """The touched definitions of those of `commits` (ids) not done yet, computed now (what a
+    reader asks of a commit that `rcahook index --touched-depth` left for later).
+
+    They are stored too, so each is computed once; not when the index is read-only or busy
+    (`rcahook index` running, another writer past LAZY_WAIT): then they are only returned.
+    Commits already done are not in the answer: their rows are the stored ones. Returns
+    ({commit id: rows}, whether they were stored).
+    """
+    todo = pending(conn, commits)
+    if not todo:
+        return {}, True
+    out: dict[int, list[TouchedRow]] = {cid: [] for cid in todo}
+    rows: list[tuple] = []
+    parses: list[tuple] = []
+    oversize = 0
+    for _, task_rows, task_parses, task_oversize in _computed(conn, repo, todo, jobs=jobs,
+                                                              progress=Progress(enabled=False)):
+        rows += task_rows
+        parses += task_parses
+        oversize += task_oversize
+    for cid, *row in rows:
+        out[cid].append(tuple(row))
+    return out, not store.is_read_only(conn) and _store_quietly(conn, rows, parses, todo, oversize)
+
+
+def _store_quietly(conn: sqlite3.Connection, rows: list[tuple], parses: list[tuple], todo: list[int],
+                   oversize: int) -> bool:
+    """Store what a reader computed, unless someone else writes the index now; True if stored."""
+    from rcahook.errors import IndexLockedError, PermissionDeniedError
+
+    path = db_file(conn)
+    if path is None or conn.in_transaction:  # inside a reader's snapshot (store.read_snapshot): keep it
+        return False
+    try:
+        # `rcahook index` holds this lock while it runs: it may be recording these very commits
+        with store.index_lock(path, wait=LAZY_WAIT), store.transaction(conn, busy_timeout=LAZY_WAIT):
+            # only those still not done: another reader may have stored some meanwhile
+            still = set(pending(conn, todo))
+            if still:
+                _delete_rows(conn, sorted(still))  # a killed run's partial rows
+                _write(conn, [r for r in rows if r[0] in still], parses, sorted(still), oversize)
+        return True
+    except (IndexLockedError, PermissionDeniedError):  # `rcahook index` runs, or not writable after all
+        return False
+    except sqlite3.OperationalError as e:
+        if store.is_read_only_error(e) or "locked" in str(e) or "busy" in str(e):
+            return False
+        raise
+
+
+def db_file(conn: sqlite3.Connection) -> Path | None:
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main" and file:
+            return Path(file)
+    return None

@@ -25,6 +25,8 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
     # the HEAD code graph this also builds is never given to a replay (it postdates F^).
     history = open_history(r, db, update=not no_update, quiet=fmt == "json")
     try:
+        # every commit's touched definitions now, in parallel, so the replay workers only read
+        history.ensure_touched(jobs=jobs, progress=Progress(enabled=False if fmt == "json" else None))
         if task == "risk":
             return _run_risk(r, history, fmt=fmt, report=report, output=output, split=split)
         return _run_rca(r, history, db=db, window=window, track=track, rankers=rankers, model=model,

@@ -43,7 +43,7 @@ def open_history(repo: Repo, db: str | None, *, update: bool = False, graph: boo
         from rcahook.index.indexer import index_repository
         index_repository(repo, path, graph=graph, progress=Progress(enabled=None if not quiet else False),
                          say=say)
-    return History.open(path)
+    return History.open(path, repo=repo)  # the repository: touched definitions left for later are computed
 
 
 def note_read_only(repo: Repo, db: str | None, *, index_not_updated: bool, saving: bool) -> bool:

@@ -1,15 +1,31 @@
 from __future__ import annotations
 
 from rcahook.commands.common import index_path, open_repo, say
+from rcahook.errors import BadInputError
 from rcahook.index import store
 from rcahook.index.indexer import index_repository
 from rcahook.progress import Progress
 
 
+def parse_depth(value: str) -> int | None:
+    """--touched-depth: a number of commits, or None for 'all'."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        depth = int(value)
+    except ValueError:
+        depth = -1
+    if depth < 0:
+        raise BadInputError(f"--touched-depth {value!r}: expected a number of commits (0 or more) or 'all'")
+    return depth
+
+
 def run(*, repo: str, db: str | None, revs: tuple[str, ...], graph: bool, at: str | None,
-        jobs: int | None, quiet: bool) -> int:
+        jobs: int | None, quiet: bool, touched_depth: str = "1000") -> int:
+    depth = parse_depth(touched_depth)
     r = open_repo(repo)
     result = index_repository(r, index_path(r, db), revs=revs, graph=graph, graph_at=at, jobs=jobs,
+                              touched_depth=depth,
                               progress=Progress(enabled=False if quiet else None),
                               say=(lambda m: None) if quiet else say)
     for note in result.notes:
@@ -29,4 +45,7 @@ def run(*, repo: str, db: str | None, revs: tuple[str, ...], graph: bool, at: st
         if graph:
             print(f"code graph: {result.graph_files} files at {result.graph_rev[:12] if result.graph_rev else '-'};"
                   f" touched definitions recorded for {result.touched_commits} new commit(s)")
+            if result.touched_pending:
+                print(f"touched definitions of {result.touched_pending} older commit(s) left for later: computed "
+                      "when a command needs them (--touched-depth all records them now)")
     return 0

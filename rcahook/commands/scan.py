@@ -185,7 +185,7 @@ def scan(*, range_: str | None, from_: str | None, to: str | None, fail_above: f
     from rcahook.risk.model import load_risk_model
     from rcahook.risk.scan import assess, caller_counts
 
-    history = History.open(path)
+    history = History.open(path, repo=r)  # touched definitions of an old pushed commit are computed
     try:
         model, source = load_risk_model(path.parent)
         risks = assess(history, rng.shas, model=model,

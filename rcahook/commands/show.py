@@ -16,7 +16,7 @@ HISTORY_OWNERS = 3
 def run(*, commit: str, repo: str, db: str | None, fmt: str) -> int:
     r = open_repo(repo)
     sha = r.resolve(commit)
-    history = History.open(index_path(r, db))
+    history = History.open(index_path(r, db), repo=r)  # an old commit's touched definitions: computed now
     try:
         data = describe(r, history, sha, given=commit)
     finally:
@@ -37,6 +37,7 @@ def describe(r: Repo, history: History, sha: str, *, given: str | None = None) -
             f"commit {given or sha!r} ({sha[:12]}) is not in the index; run `rcahook index` (it indexes HEAD "
             f"and every branch; add `--rev {given or sha}` for a commit only a tag or other ref reaches)"
         ) from None
+    touched = history.touched(sha)  # first: it may compute them (and mark them done)
     cname, cemail, coffset, shallow, defs_done = history.conn.execute(
         "SELECT committer_name, committer_email, committer_offset, shallow, defs_done FROM commits WHERE id=?",
         (view.id,)).fetchone()
@@ -57,10 +58,10 @@ def describe(r: Repo, history: History, sha: str, *, given: str | None = None) -
         "trailers": [list(t) for t in history.trailers(sha)],
         "stats": {"files": view.n_files, "added": view.added, "deleted": view.deleted},
         "files": [_change_json(c) for c in changes],
-        "touched_done": bool(defs_done),
+        "touched_done": bool(defs_done) or history.repo is not None,
         "touched": [
             {"path": t.path, "name": t.name, "qualname": t.qualname, "kind": t.kind, "side": t.side}
-            for t in history.touched(sha)
+            for t in touched
         ],
         "owners": _owners(r, history, sha, view.committer_time, changes),
         "links": {

@@ -46,6 +46,7 @@ def run(*, repo: str, db: str | None, base: str | None, stages: str, until: str 
     r = open_repo(repo)
     with lm.main_first():  # one process brings the index up to date
         history = open_history(r, db, update=True, graph=False)
+        history.ensure_touched(progress=Progress())  # all of history, once, before any worker reads it
     try:
         cut = _cutoff(r, history, until=until, before=before, data_dir=data_dir)
         slug = r.slug()

@@ -25,6 +25,8 @@ def run(*, repo: str, db: str | None, until: str | None, before: str | None, out
     r = open_repo(repo)
     history = open_history(r, db, update=True, graph=False)
     try:
+        # every commit's touched definitions now, in parallel, so the example workers only read
+        history.ensure_touched(jobs=jobs or default_jobs(), progress=Progress())
         cut = td.resolve_cutoff(r, history, until=until, before=before)
         out = Path(output) if output else default_dir(r.slug(), cut) / "data"
         tokenizer_dir, config_dir = lm.model_dirs(base)

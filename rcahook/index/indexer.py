@@ -25,6 +25,7 @@ from rcahook.pool import WorkerPool, default_jobs
 from rcahook.progress import Progress
 
 BATCH = 128
+TOUCHED_DEPTH = 1000  # newest commits whose touched definitions `rcahook index` records at once
 PARALLEL_MIN = 400  # below this many new commits, a worker pool costs more than it saves
 
 
@@ -38,6 +39,7 @@ class IndexResult:
     shallow: bool = False
     seconds: float = 0.0
     touched_commits: int = 0
+    touched_pending: int = 0  # commits whose touched definitions wait for a reader (--touched-depth)
     graph_files: int = 0
     graph_rev: str | None = None
     unavailable_changes: int = 0  # file changes of the new commits whose blobs are missing
@@ -256,9 +258,25 @@ def _next_tips(repo: Repo, tips: Sequence[str], done_tips: Sequence[str]) -> lis
     return out
 
 
+def touched_now(conn: sqlite3.Connection, depth: int | None) -> list[int] | None:
+    """The commits (ids) whose touched definitions an index records at once: the `depth`
+    newest, and the culprits that links name (the risk scan learns from those without a
+    repository at hand); None: every commit. The others wait for a reader that needs them
+    (History.touched_many): over a long history most are never asked for."""
+    from rcahook.codegraph import touched
+
+    if depth is None:
+        return None
+    newest = touched.newest_commits(conn, depth) or []
+    return newest + touched.culprit_commits(conn) if depth else []
+
+
 def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), graph: bool = True,
                      graph_at: str | None = None, jobs: int | None = None, progress: Progress | None = None,
-                     say: Callable[[str], None] = lambda msg: None) -> IndexResult:
+                     say: Callable[[str], None] = lambda msg: None,
+                     touched_depth: int | None = TOUCHED_DEPTH) -> IndexResult:
+    """Index new commits; with `graph`, the touched definitions of the `touched_depth` newest
+    (None: all; see touched_now) and the code graph at `graph_at`."""
     started = time.perf_counter()
     progress = progress or Progress(enabled=False)
     result = IndexResult(db_path=db_path, shallow=repo.is_shallow)
@@ -297,7 +315,9 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
             if graph:
                 from rcahook.codegraph import build
                 from rcahook.codegraph import touched as history
-                result.touched_commits = history.update_touched(conn, repo, progress=progress, jobs=jobs)
+                result.touched_commits = history.update_touched(
+                    conn, repo, commits=touched_now(conn, touched_depth), progress=progress, jobs=jobs)
+                result.touched_pending = conn.execute("SELECT COUNT(*) FROM commits WHERE defs_done=0").fetchone()[0]
                 state = build.update_graph(conn, repo, graph_at or "HEAD", progress=progress)
                 result.graph_rev, result.graph_files = state.rev, state.files
             result.total_commits = conn.execute("SELECT COUNT(*) FROM commits").fetchone()[0]

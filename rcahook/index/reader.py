@@ -17,6 +17,7 @@ from rcahook.index import store
 
 if TYPE_CHECKING:
     from rcahook.index.gitrepo import Repo
+    from rcahook.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -128,15 +129,21 @@ COMMIT_CACHE = 20_000  # CommitViews kept
 
 
 class History:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, *, repo: Repo | None = None):
         self.conn = conn
+        # the repository indexed: with it, the touched definitions of a commit that
+        # `rcahook index --touched-depth` left for later are computed when asked for
+        self.repo = repo
         self._nodes: _LRU = _LRU(GRAPH_CACHE)
         self._cache: _LRU = _LRU(COMMIT_CACHE)
+        # commit id -> touched definitions computed here and not stored (a read-only or busy
+        # index): at most what this process asked for
+        self._touched_here: dict[int, list[Touched]] = {}
 
     @classmethod
-    def open(cls, db_path: Path) -> History:
+    def open(cls, db_path: Path, *, repo: Repo | None = None) -> History:
         """The index as it is; read-only when this process cannot write it (see `read_only`)."""
-        return cls(store.open_index(db_path, create=False))
+        return cls(store.open_index(db_path, create=False), repo=repo)
 
     @property
     def read_only(self) -> bool:
@@ -213,21 +220,63 @@ class History:
         return [tuple(t) for t in json.loads(row[0])] if row else []
 
     def touched(self, sha: str) -> list[Touched]:
-        cid = self.commit(sha).id
-        return [Touched(*r) for r in self.conn.execute(
-            "SELECT path, name, qualname, kind, side FROM touched WHERE commit_id=?", (cid,))]
+        view = self.commit(sha)
+        return self.touched_many([view.sha])[view.sha]
 
     def touched_many(self, shas: Sequence[str]) -> dict[str, list[Touched]]:
+        """The definitions each commit touched. A commit not done yet (see `ensure_touched`) is
+        computed now when the History has its repository; without one, what is stored."""
         views = {c.id: c.sha for c in self.commits(shas)}
         out: dict[str, list[Touched]] = {s: [] for s in views.values()}
         ids = list(views)
+        computed = self._computed_touched(ids) if self.repo is not None else {}
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+            chunk = [cid for cid in ids[i:i + 500] if cid not in computed]
             for cid, *rest in self.conn.execute(
                     f"SELECT commit_id, path, name, qualname, kind, side FROM touched"
                     f" WHERE commit_id IN ({','.join('?' * len(chunk))})", chunk):
                 out[views[cid]].append(Touched(*rest))
+        for cid, rows in computed.items():
+            out[views[cid]] = list(rows)
         return out
+
+    def ensure_touched(self, shas: Sequence[str] | None = None, *, jobs: int | None = None,
+                       progress: Progress | None = None) -> int:
+        """Compute the touched definitions of these commits (every commit when None) that are
+        not done yet, in parallel, and store them: what a long job over all of history does
+        first, so that its worker processes only read. A read-only or busy index keeps them
+        in this History (forked workers inherit them). Returns how many were computed."""
+        if self.repo is None:
+            return 0
+        ids = None if shas is None else [c.id for c in self.commits(shas)]
+        from rcahook.codegraph import touched as tm
+        from rcahook.errors import IndexLockedError, PermissionDeniedError
+
+        db = tm.db_file(self.conn)
+        if not self.read_only and not self.conn.in_transaction and db is not None:
+            try:
+                with store.index_lock(db, wait=tm.LAZY_WAIT):
+                    return tm.update_touched(self.conn, self.repo, commits=ids, progress=progress, jobs=jobs)
+            except (IndexLockedError, PermissionDeniedError):
+                pass  # `rcahook index` is running, or the lock cannot be taken: compute them here
+        todo = [cid for cid in tm.pending(self.conn, ids) if cid not in self._touched_here]
+        self._computed_touched(todo, jobs=jobs)
+        return len(todo)
+
+    def _computed_touched(self, ids: list[int], *, jobs: int | None = None) -> dict[int, list[Touched]]:
+        """Those of `ids` not done in the index, computed now (or earlier by this History)."""
+        found = {cid: self._touched_here[cid] for cid in ids if cid in self._touched_here}
+        from rcahook.codegraph import touched as tm
+
+        todo = [cid for cid in tm.pending(self.conn, ids) if cid not in found] if len(found) < len(ids) else []
+        if todo:
+            assert self.repo is not None
+            rows, stored = tm.touched_rows(self.conn, self.repo, todo, jobs=jobs)
+            for cid, commit_rows in rows.items():
+                found[cid] = [Touched(*r) for r in commit_rows]
+                if not stored:
+                    self._touched_here[cid] = found[cid]
+        return found
 
     # -- the commit graph --------------------------------------------------------------------
     def node(self, sha: str) -> Node | None:

@@ -101,6 +101,7 @@ CREATE INDEX IF NOT EXISTS commits_unnumbered ON commits(id) WHERE generation = 
 CREATE INDEX IF NOT EXISTS commits_shallow ON commits(id) WHERE shallow = 1;
 CREATE INDEX IF NOT EXISTS commits_defs_todo ON commits(id) WHERE defs_done = 0;
 CREATE INDEX IF NOT EXISTS links_status ON links(status);
+CREATE INDEX IF NOT EXISTS commits_generation ON commits(generation, committer_time);  -- the newest N (touched depth)
 """
 
 

@@ -5,13 +5,17 @@ numpy-free and light: the pre-push hook reads every commit of history through he
 """
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rcahook.text import tokenize
+
+if TYPE_CHECKING:
+    from rcahook.index.gitrepo import Repo
 
 MAX_FILES = 30  # a tree-wide rename says nothing about which files break
 MAX_IDENTS = 60  # identifiers per commit in the similarity document
@@ -59,12 +63,28 @@ def _chunks(items: Sequence, size: int = 500) -> Iterator[Sequence]:
         yield items[i:i + size]
 
 
+def _computed_touched(conn: sqlite3.Connection, repo: Repo, ids: list[int]) -> dict[int, list[tuple]]:
+    """Touched rows of those of `ids` not done yet (see codegraph.touched.touched_rows)."""
+    pending = [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE defs_done=0")] if ids else []
+    todo = sorted(set(pending) & set(ids))
+    if not todo:
+        return {}
+    # tree-sitter's side of rcahook only when there is something to parse: the pre-push hook
+    # reads facts through here, and a default index leaves its commits done
+    from rcahook.codegraph.touched import touched_rows
+
+    return touched_rows(conn, repo, todo)[0]
+
+
 def load_facts(conn: sqlite3.Connection, shas: Sequence[str] | None = None, *,
-               light: bool = False) -> dict[str, CommitFacts]:
+               light: bool = False, repo: Repo | None = None) -> dict[str, CommitFacts]:
     """CommitFacts of these commits (every non-merge commit when None), by sha.
 
     `light` reads only what observing a commit needs (time, author, subject, files): the
     scan reads all history so, and the few commits it describes or learns from in full.
+    With `repo`, the touched definitions of a commit `rcahook index --touched-depth` left
+    for later are computed now (and stored when the index can be written); without it,
+    what is stored.
     """
     cols = "id, sha, committer_time, author_email, committer_email, subject"
     cols += ", '', '', ''" if light else ", body, idents_added, idents_removed"
@@ -93,8 +113,13 @@ def load_facts(conn: sqlite3.Connection, shas: Sequence[str] | None = None, *,
     sides: dict[int, dict[str, set[str]]] = defaultdict(lambda: {"new": set(), "old": set()})
     fixes: set[int] = set()
     if not light:
-        for cid, path, name, qualname, side in per_commit(
-                "SELECT commit_id, path, name, qualname, side FROM touched {where}", "commit_id"):
+        computed = _computed_touched(conn, repo, [r[0] for r in rows]) if repo is not None else {}
+        touched_rows = itertools.chain(
+            (r for r in per_commit("SELECT commit_id, path, name, qualname, side FROM touched {where}", "commit_id")
+             if r[0] not in computed),
+            ((cid, path, name, qualname, side) for cid, found in computed.items()
+             for path, name, qualname, _, side in found))
+        for cid, path, name, qualname, side in touched_rows:
             names[cid].add(name)
             sides[cid][side].add(f"{path}:{qualname}")
         fixes = {cid for (cid,) in per_commit("SELECT DISTINCT fix_id FROM links {where}", "fix_id")}

@@ -100,17 +100,19 @@ def update_index(r: Repo, path: Path, *, to_sha: str, graph: bool = False) -> No
     a second on iproute2 even when nothing changed, and blast radius reads the indexed graph
     (through a cache of caller counts), which a few commits behind is just as good.
     """
-    from rcahook.index.indexer import index_repository
+    from rcahook.index.indexer import TOUCHED_DEPTH, index_repository
     from rcahook.progress import Progress
 
     revs = list(dict.fromkeys([sha for _, sha in r.default_tips()] + [to_sha]))
     index_repository(r, path, revs=revs, graph=graph, progress=Progress(enabled=False))
     if not graph:
         from rcahook.codegraph.touched import update_touched
+        from rcahook.index.indexer import touched_now
 
         with store.index_lock(path):
             conn = store.open_index(path, create=False)
             try:
-                update_touched(conn, r, jobs=1)
+                # the new commits and the culprits, as `rcahook index` does: not all of history
+                update_touched(conn, r, commits=touched_now(conn, TOUCHED_DEPTH), jobs=1)
             finally:
                 conn.close()

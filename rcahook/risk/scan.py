@@ -170,11 +170,11 @@ def assess(history: History, shas: Sequence[str], *, model: RiskModel, callers: 
 
     With `index_dir`, the state of history is read from and saved to the index (history_state)."""
     wanted = set(shas)
-    pushed = sorted(load_facts(history.conn, sorted(wanted)).values(), key=lambda c: c.time)
+    pushed = sorted(load_facts(history.conn, sorted(wanted), repo=history.repo).values(), key=lambda c: c.time)
     pushed = [c for c in pushed if history.commit(c.sha).n_parents <= 1]
     if not pushed:
         return []
-    state = history_state(history.conn, index_dir, wanted, say=say)
+    state = history_state(history.conn, index_dir, wanted, describe=pushed, say=say)
     if isinstance(callers, CallerCounts):  # one read for every pushed definition
         callers.prefetch({name for c in pushed for name in c.defs})
     state.callers = callers

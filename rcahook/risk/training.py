@@ -67,13 +67,13 @@ class RiskData:
 
 
 def build_data(conn: sqlite3.Connection, *, only: set[str] | None = None,
-               callers: Callable[[str], int] | None = None) -> RiskData:
+               callers: Callable[[str], int] | None = None, repo=None) -> RiskData:
     """Features of every non-merge commit (or those in `only`), each from the history before it.
 
     With `only`, history is that set alone: statistics count its commits and root causes are
     learned from its fixes, so a branch the repository did not keep cannot leak in.
     """
-    facts = load_facts(conn)
+    facts = load_facts(conn, repo=repo)  # repo: touched definitions the index left for later, computed
     if only is not None:
         facts = {s: f for s, f in facts.items() if s in only}
     events = [e for e in culprit_events(conn) if e.fix in facts]
@@ -96,7 +96,7 @@ def fit_risk(history, *, until_time: int, l2: float = 30.0, callers: Callable[[s
     made before then named it. `history` is a `rcahook.index.reader.History`; `data` reuses
     features already built from it (the backtest builds them once for several fits).
     """
-    data = data or build_data(history.conn, callers=callers)
+    data = data or build_data(history.conn, callers=callers, repo=history.repo)
     keep = data.times() < until_time
     y = data.labels(known_by=until_time)[keep]
     if not y.any():

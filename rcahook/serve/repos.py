@@ -235,7 +235,7 @@ def run_investigation(served: ServedRepo, incident: Incident, options: ServeOpti
         finally:
             state.close()
     incident = dataclasses.replace(incident, at=incident.at or head)
-    history = History.open(served.index_path)
+    history = History.open(served.index_path, repo=repo)
     try:
         with store.read_snapshot(history.conn):  # one snapshot of the index for the whole investigation
             scope = dp.scope_for(history, known, environment=env, until=epoch(incident.time)) if known and env else None
