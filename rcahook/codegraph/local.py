@@ -45,9 +45,10 @@ _CHUNK = 500
 # whole graph instead (built once per process): widening level by level rebuilds the partial
 # graph each time, which then costs more than one whole build.
 WHOLE_SHARE = 0.2
-# Below this many files the whole graph costs about what a partial one does (a second or
-# two, once per process), and dense small trees reach most of themselves in three edges.
-SMALL_TREE = 3000
+# Below this many files the whole graph costs about what a partial one three edges deep
+# does (two seconds at 7,000 files on the synthetic monorepo; code graphs are small worlds,
+# so three edges from a name often reach a fifth of the tree), once per process.
+SMALL_TREE = 10_000
 
 
 # --- terms, kept up to date with graph_files ----------------------------------------------------
@@ -353,9 +354,6 @@ def callers_counts(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, 
     """name -> callers of what it names (CodeGraph.callers), for those with any."""
     loader = _Loader(conn)
     names = set(names)
-    if len(loader.paths.paths) <= SMALL_TREE:
-        whole = _whole(conn)
-        return {name: n for name in names if (n := len(whole.callers(name)))}
     loader.load(loader.paths_with(DEFINES, names) | loader.paths_with(QUALIFIED, names))
     graph = loader.graph()
     named: dict[tuple[str, str], set[str]] = defaultdict(set)
