@@ -1,20 +1,27 @@
 """Scale figures (issue 11): what rcahook costs as history grows, one table.
 
     python bench/bench_scale.py REPO [REPO ...] [--graph] [--jobs N] [--read-index 1000000]
+                                [--in-place GENERATED_REPO:DB]
 
 Per repository (a throw-away clone under /tmp: nothing is written into REPO), in one run:
-- `git log --all --numstat` against a full `rcahook index --no-graph`, and with --graph the
-  touched-definitions pass and HEAD code graph that `rcahook index` adds (the "graph" run);
+- `git log --all --numstat` against a first `rcahook index --no-graph`, and with --graph a
+  first full `rcahook index` (graph included, as a newcomer runs it), each from nothing,
+  wall time and CPU time (user + system of the process and its workers: on a loaded
+  machine the CPU ratio is the steadier one);
 - the database size;
 - an incremental `rcahook index` after one new commit (process start to exit);
 - `rcahook investigate --window 500` (features ranker, bringing the index up to date first
   as a user's run does): wall time and the process's peak RSS;
 - `rcahook scan` of 10 pushed commits, and of a new branch of 100 commits (all zeros base),
   each after the index is up to date, as the pre-push hook runs it.
-Without --graph, the first investigate and scan compute the touched definitions of the
-newest 1000 commits and of the culprits themselves (what `rcahook index` would have, at its
-default --touched-depth), so their figures mean little. With --graph, the "graph" run
-records those too, and investigate computes any older commit of its window it needs.
+Without --graph, the investigate and scan work from the no-graph index. With --graph, they
+use the full one: `rcahook index` records the touched definitions of the newest 1000
+commits (its default --touched-depth) and investigate computes any older commit of its
+window it needs.
+
+--in-place REPO:DB: the figures after the first index only, on a generated repository
+already indexed into DB (a 1M-commit one takes hours to index on two cores); commits are
+added to REPO itself.
 
 --read-index N: also the read path on a synthetic index of N commits (a chain with a merge
 every 20 commits, written straight into SQLite: building it with `rcahook index` would take
@@ -35,8 +42,13 @@ RCAHOOK = [sys.executable, "-m", "rcahook"]
 ZERO = "0" * 40
 
 
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MiB) of one process."""
+CPU: dict[str, float] = {}  # command label -> CPU seconds of the last run (process and its workers)
+
+
+def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+        label: str | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one process; its CPU seconds (user + system, its
+    worker processes included: wait4 counts the children it reaped) go to CPU[label]."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -44,6 +56,8 @@ def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None =
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) not in (0, 3):  # 3: scan's verdict, a normal outcome
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    if label:
+        CPU[label] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss // 1024
 
 
@@ -69,30 +83,44 @@ def bench_repo(source: str, *, graph: bool, jobs: int | None) -> dict:
         git(Path(tmp), "clone", "-q", str(Path(source).resolve()), str(clone))
         db = Path(tmp) / "index.sqlite"
         row["commits"] = int(git(clone, "rev-list", "--all", "--count"))
-        row["git_log"], _ = run(["git", "log", "--all", "--numstat", "--format=%H"], cwd=clone)
+        row["git_log"], _ = run(["git", "log", "--all", "--numstat", "--format=%H"], cwd=clone, label="git_log")
         jobs_flag = ["--jobs", str(jobs)] if jobs else []
-        row["index"], row["index_rss"] = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db),
-                                              "--no-graph", "-q", *jobs_flag])
-        if graph:
-            row["graph"], _ = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q", *jobs_flag])
-        row["db_mib"] = db.stat().st_size / 2**20
-        commit(clone, 1, "one")
-        graph_flag = [] if graph else ["--no-graph"]
-        row["incremental"], _ = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q",
-                                     *graph_flag, *jobs_flag])
-        title = git(clone, "log", "-1", "--skip=40", "--format=%s")
-        row["investigate"], row["investigate_rss"] = run(
-            [*RCAHOOK, "investigate", "--repo", str(clone), "--db", str(db), "--title", f"regression: {title}",
-             "--window", "500", "--format", "json"])
-        before = git(clone, "rev-parse", "HEAD")
-        commit(clone, 10, "ten")
-        run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q", "--no-graph"])
-        row["scan10"], _ = run([*RCAHOOK, "scan", "--repo", str(clone), "--db", str(db),
-                                "--from", before, "--to", "HEAD", "--format", "json"])
-        git(clone, "checkout", "-q", "-b", "bench-new-branch")
-        commit(clone, 100, "branch")
-        row["branch100"], _ = run([*RCAHOOK, "scan", "--repo", str(clone), "--db", str(db),
-                                   "--from", ZERO, "--to", "HEAD", "--format", "json"])
+        plain = Path(tmp) / "no-graph.sqlite"
+        row["index"], row["index_rss"] = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(plain),
+                                              "--no-graph", "-q", *jobs_flag], label="index")
+        if graph:  # a first full index as a newcomer runs it (graph included), from nothing
+            row["full"], row["full_rss"] = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q",
+                                                *jobs_flag], label="full")
+        else:
+            db = plain
+        row["cpu"] = dict(CPU)
+        row.update(after_index(clone, db, graph=graph, jobs_flag=jobs_flag))
+    return row
+
+
+def after_index(clone: Path, db: Path, *, graph: bool, jobs_flag: list[str] | None = None) -> dict:
+    """What follows the first index: an incremental update, an investigation, two scans.
+    Commits are added to `clone` (a throw-away clone, or a generated repository)."""
+    jobs_flag = jobs_flag or []
+    row: dict = {"db_mib": db.stat().st_size / 2**20}
+    commit(clone, 1, "one")
+    graph_flag = [] if graph else ["--no-graph"]
+    row["incremental"], _ = run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q",
+                                 *graph_flag, *jobs_flag])
+    title = git(clone, "log", "-1", "--skip=40", "--format=%s")
+    row["investigate"], row["investigate_rss"] = run(
+        [*RCAHOOK, "investigate", "--repo", str(clone), "--db", str(db), "--title", f"regression: {title}",
+         "--window", "500", "--format", "json"])
+    before = git(clone, "rev-parse", "HEAD")
+    commit(clone, 10, "ten")
+    run([*RCAHOOK, "index", "--repo", str(clone), "--db", str(db), "-q", *graph_flag])
+    row["scan10"], _ = run([*RCAHOOK, "scan", "--repo", str(clone), "--db", str(db),
+                            "--from", before, "--to", "HEAD", "--format", "json"])
+    branch = f"bench-new-branch-{int(time.time())}"
+    git(clone, "checkout", "-q", "-b", branch)
+    commit(clone, 100, "branch")
+    row["branch100"], _ = run([*RCAHOOK, "scan", "--repo", str(clone), "--db", str(db),
+                               "--from", ZERO, "--to", "HEAD", "--format", "json"])
     return row
 
 
@@ -166,16 +194,26 @@ def fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _index_cell(r: dict, key: str) -> str:
+    if key not in r:
+        return "-"
+    cpu = r.get("cpu", {})
+    cell = f"{r[key]:.1f} s ({r[key] / r['git_log']:.1f}x)" if r.get("git_log") else f"{r[key]:.1f} s"
+    if key in cpu and cpu.get("git_log"):
+        cell += f"; CPU {cpu[key]:.0f} s ({cpu[key] / cpu['git_log']:.1f}x)"
+    return cell
+
+
 def table(rows: list[dict], reads: list[dict]) -> str:
-    lines = ["| repository | commits | git log --numstat | index, no graph | graph pass | database |"
+    lines = ["| repository | commits | git log --numstat | index, graph included | index, no graph | database |"
              " incremental (1 commit) | investigate | investigate peak RSS | scan 10 | new branch 100 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ratio = r["index"] / r["git_log"] if r["git_log"] else 0
-        graph = f"{r['graph']:.1f} s ({(r['index'] + r['graph']) / r['git_log']:.1f}x with)" if "graph" in r else "-"
+        git_log = (f"{r['git_log']:.1f} s; CPU {r['cpu']['git_log']:.1f} s" if r.get("cpu", {}).get("git_log")
+                   else fmt(r.get("git_log")) + (" s" if r.get("git_log") else ""))
         lines.append(
-            f"| {r['repo']} | {r['commits']:,} | {r['git_log']:.1f} s | {r['index']:.1f} s ({ratio:.1f}x) "
-            f"| {graph} |"
+            f"| {r['repo']} | {r['commits']:,} | {git_log} | {_index_cell(r, 'full')} "
+            f"| {_index_cell(r, 'index')} |"
             f" {r['db_mib']:.0f} MiB | {r['incremental']:.2f} s | {r['investigate']:.2f} s |"
             f" {r['investigate_rss']} MiB | {r['scan10']:.2f} s | {r['branch100']:.2f} s |")
     if reads:
@@ -194,10 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--read-index", type=int, action="append", default=[],
                     help="commits of a synthetic index for the read-path figures (repeatable)")
+    ap.add_argument("--in-place", action="append", default=[], metavar="REPO:DB",
+                    help="a generated repository already indexed into DB (hours at 1M commits): only the"
+                         " figures after the first index, adding commits to REPO itself (repeatable)")
     args = ap.parse_args(argv)
     rows = []
     for repo in args.repos:
         rows.append(bench_repo(repo, graph=args.graph, jobs=args.jobs))
+        print(rows[-1], file=sys.stderr, flush=True)
+    for spec in args.in_place:
+        repo, _, db = spec.rpartition(":")
+        row = {"repo": Path(repo).name, "commits": int(git(Path(repo), "rev-list", "--all", "--count"))}
+        row.update(after_index(Path(repo), Path(db), graph=args.graph))
+        rows.append(row)
         print(rows[-1], file=sys.stderr, flush=True)
     reads = [bench_read(n) for n in args.read_index]
     for r in reads:
