@@ -311,8 +311,8 @@ def test_old_pickle_alone_is_removed_and_said(project, tmp_path):
 @pytest.mark.parametrize("tamper, said", [
     ("UPDATE meta SET value = '0' WHERE key = 'risk_state_version'", "version 0"),
     ("UPDATE risk_state SET data = '[\"nope\"]' WHERE part = 'features'", "other features"),
-    ("UPDATE risk_state SET data = '{\"a\": \"1\"}' WHERE part = 'file_commits'", "malformed"),
-    ("UPDATE risk_state SET data = '[[1, 2, 3]]' WHERE part = 'culprits'", "malformed"),
+    ("UPDATE risk_counts SET value = 'x' WHERE part = 'file_commits'", "malformed"),
+    ("UPDATE risk_culprits SET fixes = '[[1, 2, 3]]'", "malformed"),
 ])
 def test_foreign_or_old_state_is_rebuilt(project, tamper, said):
     repo, _ = project

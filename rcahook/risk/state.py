@@ -3,20 +3,21 @@
 `RiskHistory` is fed commits in time order (`observe`) and root causes once a fix names
 them (`learn_culprit`); `features` describes a commit against what it has seen
 (RISK_FEATURES). `replay` drives it over a history for training and the backtest;
-`history_state` keeps it up to date in the index for the pre-push scan (versioned JSON
-parts validated on load, never pickle: the index is as untrusted as the repository).
+`history_state` keeps it up to date in the index for the pre-push scan: its counts a row per
+key (read by key, so a scan reads what its commits need, not the history: issue 11), the rest
+versioned JSON parts (risk/state_store.py: the tables, every value checked when read, never
+pickle: the index is as untrusted as the repository).
 
 numpy only: this module is on the pre-push hook's path, which must start fast.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +26,23 @@ import numpy as np
 
 from rcahook.index import store
 from rcahook.risk.facts import MAX_FILES, CommitFacts, load_facts, similarity_document
+from rcahook.risk.state_store import (
+    CHUNK,
+    COUNTERS,
+    Fed,
+    SavedState,
+    check_counts,
+    check_decayed,
+    check_facts,
+    check_int,
+    check_list,
+    check_rows,
+    check_str_map,
+    check_strings,
+    last_commit_id,
+    read_saved,
+    write_state,
+)
 from rcahook.text import BM25, DOC_PATH, component_prefix, tokenize
 
 # The order is the weight vector's; a new feature goes at the end (old files give it 0).
@@ -89,7 +107,7 @@ class Decayed:
 
     def __init__(self, half_life: float):
         self.rate = math.log(2) / half_life
-        self.values: dict[str, tuple[float, int]] = {}
+        self.values: MutableMapping[str, tuple[float, int]] = {}
 
     def add(self, key: str, now: int, amount: float = 1.0) -> None:
         value, then = self.values.get(key, (0.0, now))
@@ -105,7 +123,13 @@ class Decayed:
 
 class RiskHistory:
     """Running statistics over history, fed in time order: `observe` each commit once its
-    features are computed, `learn_culprit` once a fix naming a root cause has been made."""
+    features are computed, `learn_culprit` once a fix naming a root cause has been made.
+
+    Built by replay, it holds every count in memory. Loaded from the index (load_state), its
+    counts are the saved rows' mappings (`store`, state_store.SavedState), read by key: `prefetch` the commits about
+    to be fed or described, one query per part; save_state writes back only the keys changed."""
+
+    store: SavedState | None = None  # a class attribute: only a loaded state has one
 
     def __init__(self, *, callers: Callable[[str], int] | None = None):
         self.callers = callers  # definition name -> callers in the code graph (blast radius)
@@ -113,36 +137,47 @@ class RiskHistory:
         # saved state is brought up to date by feeding it what it lacks.
         self.fed = Fed()
         self.n_commits = 0
-        self.file_commits: Counter = Counter()
-        self.file_authors: dict[str, set[str]] = defaultdict(set)
-        self.file_lines: Counter = Counter()  # net lines added so far: the file's size
-        self.author_commits: Counter = Counter()
-        self.author_files: Counter = Counter()  # (email, path) -> commits
-        self.component_commits: Counter = Counter()
-        self.dir_commits: Counter = Counter()
-        self.word_commits: Counter = Counter()
-        # what earlier root causes touched
+        # Counters in memory; a loaded state's are state_store.StoredMap (read by key), hence
+        # the mapping types. The counters are state_store.COUNTERS.
+        self.file_commits: MutableMapping[str, int] = Counter()
+        self.file_authors: MutableMapping[str, set[str]] = defaultdict(set)
+        # len(file_authors[path]): one read for a one-file commit
+        self.file_author_counts: MutableMapping[str, int] = Counter()
+        self.file_lines: MutableMapping[str, int] = Counter()  # net lines added so far: the file's size
+        self.author_commits: MutableMapping[str, int] = Counter()
+        self.author_files: MutableMapping[tuple[str, str], int] = Counter()  # (email, path) -> commits
+        self.component_commits: MutableMapping[str, int] = Counter()
+        self.dir_commits: MutableMapping[str, int] = Counter()
+        self.word_commits: MutableMapping[str, int] = Counter()
+        # what earlier root causes touched (a loaded state: those learned since it was loaded)
         self.culprits: dict[str, CommitFacts] = {}
-        self.fixes_of: dict[str, list[str]] = defaultdict(list)  # culprit -> fixes naming it
-        self.file_culprits: Counter = Counter()
+        self.fixes_of: MutableMapping[str, list[str]] = defaultdict(list)  # culprit -> fixes naming it
+        self.file_culprits: MutableMapping[str, int] = Counter()
         self.recent_culprits = Decayed(_HALF_LIFE)
-        self.def_culprits: Counter = Counter()
-        self.author_culprits: Counter = Counter()
-        self.component_culprits: Counter = Counter()
-        self.dir_culprits: Counter = Counter()
-        self.word_culprits: Counter = Counter()
+        self.def_culprits: MutableMapping[str, int] = Counter()
+        self.author_culprits: MutableMapping[str, int] = Counter()
+        self.component_culprits: MutableMapping[str, int] = Counter()
+        self.dir_culprits: MutableMapping[str, int] = Counter()
+        self.word_culprits: MutableMapping[str, int] = Counter()
 
     def observe(self, c: CommitFacts) -> None:
         self.n_commits += 1
         email = c.email
         file_commits, file_authors, author_files, file_lines = (
             self.file_commits, self.file_authors, self.author_files, self.file_lines)
+        stored = self.store is not None
         for i, (path, _, added, deleted) in enumerate(c.files):
             file_lines[path] += added - deleted
             if i < MAX_FILES:
                 file_commits[path] += 1
-                file_authors[path].add(email)
-                author_files[(email, path)] += 1
+                mine = author_files[(email, path)]
+                if not mine:  # a new author of the file
+                    self.file_author_counts[path] += 1
+                    # a loaded state's author sets are read only when a features call needs
+                    # them, with the new pairs of author_files (state_store.StoredSets)
+                    if not stored or path in file_authors:
+                        file_authors[path].add(email)
+                author_files[(email, path)] = mine + 1
         self.author_commits[email] += 1
         prefix = component_prefix(c.subject)
         if prefix:
@@ -154,10 +189,11 @@ class RiskHistory:
 
     def learn_culprit(self, culprit: CommitFacts, fix: str, *, time: int) -> None:
         """`fix` (made at `time`) named `culprit` as its root cause; once per (fix, culprit)."""
-        if fix in self.fixes_of.get(culprit.sha, ()):
+        fixes = self.fixes_of.get(culprit.sha, ())
+        if fix in fixes:
             return
-        self.fixes_of[culprit.sha].append(fix)
-        if culprit.sha in self.culprits:
+        self.fixes_of[culprit.sha] = [*fixes, fix]  # assigned: a loaded state saves the key
+        if fixes:  # a root cause already known: counted once
             return
         self.culprits[culprit.sha] = culprit
         for path in culprit.paths[:MAX_FILES]:
@@ -206,7 +242,10 @@ class RiskHistory:
             x[col["file_culprit_rate"]] = sum(counts) / (changes + _SMOOTH)
             x[col["file_changes"]] = math.log1p(changes)
             x[col["recent_culprits"]] = math.log1p(sum(self.recent_culprits.get(p, c.time) for p in paths))
-            x[col["file_authors"]] = math.log1p(len(set().union(*(self.file_authors.get(p, ()) for p in paths))))
+            if len(paths) == 1:
+                x[col["file_authors"]] = math.log1p(self.file_author_counts.get(paths[0], 0))
+            else:
+                x[col["file_authors"]] = math.log1p(len(set().union(*(self.file_authors.get(p, ()) for p in paths))))
             mine = sum(self.author_files.get((c.email, p), 0) for p in paths)
             x[col["author_file_exp"]] = math.log1p(mine)
             before = sum(max(self.file_lines.get(p, 0), 0) for p in paths)
@@ -241,7 +280,7 @@ class RiskHistory:
                 ev.component = (prefix, bad, seen)
         words = set(tokenize(c.subject))
         if words and self.n_commits:
-            rate = (len(self.culprits) + 1) / (self.n_commits + 2)
+            rate = (self.n_culprits + 1) / (self.n_commits + 2)
             odds = {w: math.log((self.word_culprits.get(w, 0) + _SMOOTH * rate)
                                 / (self.word_commits.get(w, 0) + _SMOOTH) / rate) for w in words}
             x[col["word_risk"]] = sum(odds.values()) / len(odds)
@@ -257,10 +296,73 @@ class RiskHistory:
         x, ev = self.features(c, with_evidence=True)
         return x, ev or RiskEvidence()
 
+    def counter(self, name: str) -> MutableMapping[str, int]:
+        """The counter of that name (one of state_store.COUNTERS)."""
+        counts: MutableMapping[str, int] = getattr(self, name)
+        return counts
+
+    @property
+    def n_culprits(self) -> int:
+        return len(self.culprits) + (self.store.n_culprits if self.store is not None else 0)
+
+    # -- reading a saved state by key -----------------------------------------------------------
+    @classmethod
+    def backed(cls, saved: SavedState) -> RiskHistory:
+        """A state over the counts saved in the index, read as `prefetch` and the features ask:
+        its counts are `saved`'s mappings themselves (their keys changed are what save_state writes)."""
+        state = cls()
+        state.store, state.fed, state.n_commits = saved, saved.fed, saved.n_commits
+        state.fixes_of = saved.fixes_of
+        for name, counts in saved.counters.items():
+            setattr(state, name, counts)
+        state.author_files = saved.author_files
+        state.file_authors = saved.file_authors
+        state.recent_culprits.values = saved.recent_culprits
+        return state
+
+    def prefetch(self, commits: Iterable[CommitFacts], *, describe: bool = False) -> None:
+        """Read the saved counts that observing these commits, or learning them as root causes,
+        needs (with `describe`, describing them too): a query per part and 500 keys. Nothing
+        to read in memory; a key not prefetched is read alone when asked."""
+        saved = self.store
+        if saved is None:
+            return
+        batch = list(commits)  # iterated twice with `describe`
+        keys: dict[str, set[str]] = defaultdict(set)
+        pairs: set[tuple[str, str]] = set()
+        for c in batch:
+            keys["path"].update(c.paths)
+            keys["dir"] |= _top_dirs(c.paths)
+            keys["email"].add(c.email)
+            keys["word"].update(tokenize(c.subject))
+            keys["def"].update(c.defs)
+            prefix = component_prefix(c.subject)
+            if prefix:
+                keys["prefix"].add(prefix)
+            head = c.paths[:MAX_FILES]
+            pairs.update((c.email, path) for path in head)
+            if describe and len(head) > 1:  # features read the union of their authors
+                keys["authors"].update(head)
+        for name, kind in _KEYED_BY.items():
+            saved.counters[name].prefetch(keys[kind])
+        saved.recent_culprits.prefetch(keys["path"])
+        saved.author_files.prefetch(pairs)
+        saved.file_authors.prefetch(keys["authors"])
+        if describe:  # the postings of their terms, and the fixes of the root causes they resemble most
+            self.similar(batch, top=_PREFETCH_TOP)
+
+    def prefetch_fixes(self, culprits: Iterable[str]) -> None:
+        """Read the saved fixes of these root causes (learn_culprit asks them)."""
+        if self.store is not None:
+            self.store.fixes_of.prefetch(culprits)
+
     # -- saving (plain JSON-able data, validated on load: the index is untrusted input) -------
     def to_parts(self) -> dict[str, object]:
-        """The state as JSON-able parts, one per attribute (save_state stores them)."""
-        counters = {name: dict(getattr(self, name)) for name in _COUNTERS}
+        """The state as JSON-able parts, one per attribute; a loaded state reads every saved
+        row for it (the tests compare states so; the scan never calls it)."""
+        if self.store is not None:
+            return self._stored_parts()
+        counters = {name: dict(self.counter(name)) for name in COUNTERS}
         return {
             "fed": self.fed.to_part(),
             "n_commits": self.n_commits,
@@ -272,28 +374,53 @@ class RiskHistory:
             "recent_culprits": {key: list(v) for key, v in self.recent_culprits.values.items()},
         }
 
+    def _stored_parts(self) -> dict[str, object]:
+        """to_parts of a loaded state: every saved row, overlaid with the keys changed since."""
+        saved = self.store
+        assert saved is not None
+        state = RiskHistory()
+        for name, counts in saved.counters.items():
+            mine = state.counter(name)
+            mine.update(saved.every_count(name))
+            mine.update({k: counts[k] for k in counts.dirty})
+        state.author_files.update(saved.every_pair())
+        state.author_files.update({k: saved.author_files[k] for k in saved.author_files.dirty})
+        for (email, path), n in state.author_files.items():
+            if n:
+                state.file_authors[path].add(email)
+        state.recent_culprits.values.update(saved.every_decayed())
+        values = saved.recent_culprits
+        state.recent_culprits.values.update({k: values[k] for k in values.dirty})
+        culprits, fixes_of = saved.every_culprit()
+        fixes_of.update({k: saved.fixes_of[k] for k in saved.fixes_of.dirty})
+        state.fed, state.n_commits, state.fixes_of = self.fed, self.n_commits, fixes_of
+        state.culprits = {**culprits, **self.culprits}
+        return state.to_parts()
+
     @classmethod
     def from_parts(cls, parts: dict[str, object]) -> RiskHistory:
         """The inverse of to_parts; ValueError names the first part that is not what it wrote."""
         state = cls()
         state.fed = Fed.from_part(parts["fed"])
-        state.n_commits = _int(parts["n_commits"], "n_commits")
-        for name in _COUNTERS:
-            setattr(state, name, Counter(_str_map(parts[name], name)))
-        state.file_authors = defaultdict(set, _str_map(parts["file_authors"], "file_authors",
-                                                       lambda v, what: set(_strings(v, what))))
+        state.n_commits = check_int(parts["n_commits"], "n_commits")
+        for name in COUNTERS:
+            setattr(state, name, Counter(check_counts(parts[name], name)))
+        state.file_authors = defaultdict(set, check_str_map(parts["file_authors"], "file_authors",
+                                                            lambda v, what: set(check_strings(v, what))))
         state.author_files = Counter({(email, path): n for email, path, n in
-                                      _rows(parts["author_files"], "author_files", (str, str, int))})
-        culprits = [_facts(row) for row in _items(parts["culprits"], "culprits")]
+                                      check_rows(parts["author_files"], "author_files", (str, str, int))})
+        culprits = [check_facts(row) for row in check_list(parts["culprits"], "culprits")]
         state.culprits = {c.sha: c for c in culprits}
-        state.fixes_of = defaultdict(list, _str_map(parts["fixes_of"], "fixes_of", _strings))
-        state.recent_culprits.values = _str_map(parts["recent_culprits"], "recent_culprits", _decayed_value)
+        state.fixes_of = defaultdict(list, check_str_map(parts["fixes_of"], "fixes_of", check_strings))
+        state.recent_culprits.values = check_str_map(parts["recent_culprits"], "recent_culprits", check_decayed)
         return state
 
     def similar(self, commits: Sequence[CommitFacts], *, top: int = 3,
                 ) -> list[list[tuple[str, float, tuple[str, ...]]]]:
         """For each commit, the earlier root causes it most resembles: (culprit, BM25 score,
         fixes that named it), best first. BM25 of subject, paths and identifiers."""
+        if self.store is not None:
+            return self._similar_stored(commits, top=top)
         docs = list(self.culprits.values())
         if not docs:
             return [[] for _ in commits]
@@ -308,105 +435,72 @@ class RiskHistory:
         return out
 
 
-_COUNTERS = ("file_commits", "file_lines", "author_commits", "component_commits", "dir_commits",
-             "word_commits", "file_culprits", "def_culprits", "author_culprits", "component_culprits",
-             "dir_culprits", "word_culprits")
+    def _similar_stored(self, commits: Sequence[CommitFacts], *, top: int,
+                        ) -> list[list[tuple[str, float, tuple[str, ...]]]]:
+        """`similar` from the saved postings of the commits' terms and the root causes learned
+        since: the scores text.BM25 over every root cause gives, reading only the root causes
+        that share a term with a commit (issue 11)."""
+        saved = self.store
+        assert saved is not None
+        new = {c.sha: (Counter(doc), len(doc)) for c in self.culprits.values() for doc in [similarity_document(c)]}
+        n_docs = saved.n_culprits + len(new)
+        if not n_docs:
+            return [[] for _ in commits]
+        avgdl = (saved.doc_length + sum(length for _, length in new.values())) / n_docs or 1.0
+        # the best _PREFETCH_TOP of a commit are computed once (prefetch, then the scan), while
+        # no root cause is learned: the best `top` are their first `top`
+        if saved.tops_at != len(self.culprits):
+            saved.tops, saved.tops_at = {}, len(self.culprits)
+        todo = {c.sha: c for c in commits if c.sha not in saved.tops or top > _PREFETCH_TOP}
+        queries = {sha: Counter(similarity_document(c)) for sha, c in todo.items()}
+        saved.prefetch_postings({term for q in queries.values() for term in q})
+        saved.tops.update({sha: _top_documents(q, top=max(top, _PREFETCH_TOP), saved=saved, new=new, n_docs=n_docs,
+                                               avgdl=avgdl) for sha, q in queries.items()})
+        tops = [saved.tops[c.sha][:top] for c in commits]
+        saved.fixes_of.prefetch(sha for hits in tops for sha, _ in hits)
+        return [[(sha, score, tuple(self.fixes_of.get(sha, ()))) for sha, score in hits] for hits in tops]
 
 
-# The checks run at C speed (set(map(type, ...))): a saved state holds ~100,000 values on
-# iproute2 and is read on every push. JSON gives exact types, so `type(v) is str` is right.
-
-def _only(values, *types: type) -> bool:
-    return set(map(type, values)) <= set(types)
-
-
-def _items(value: object, what: str) -> list:
-    if type(value) is not list:
-        raise ValueError(f"{what}: expected a list")
-    return value
-
-
-def _strings(value: object, what: str, *, size: int | None = None) -> list[str]:
-    if type(value) is not list or not _only(value, str) or (size is not None and len(value) != size):
-        raise ValueError(f"{what}: expected a list of strings")
-    return value
-
-
-def _int(value: object, what: str) -> int:
-    if type(value) is not int:  # bool is an int too, and not a count
-        raise ValueError(f"{what}: expected an integer, got {type(value).__name__}")
-    return value
-
-
-def _count(value: object, what: str) -> int:
-    if _int(value, what) < 0:
-        raise ValueError(f"{what}: expected a count, got {value}")
-    return value
-
-
-def _str_map(value: object, what: str, check: Callable[[object, str], object] | None = None) -> dict:
-    """A JSON object (keys are always strings); with no `check`, of integers."""
-    if type(value) is not dict:
-        raise ValueError(f"{what}: expected an object")
-    if check is None:
-        if not _only(value.values(), int):
-            raise ValueError(f"{what}: expected integer values")
-        return value
-    return {k: check(v, what) for k, v in value.items()}
+def _top_documents(query: Counter[str], *, top: int, saved: SavedState, new: dict[str, tuple[Counter[str], int]],
+                   n_docs: int,
+                   avgdl: float) -> list[tuple[str, float]]:
+    """The `top` root causes of highest BM25 score for `query` (ties by sha), scored exactly as
+    text.BM25 scores them: the same operations on float64, in numpy (IEEE, no fused steps), and
+    each document's sum in the query's order. Reads the postings of the query's terms only."""
+    k1, b = _BM25_K1, _BM25_B
+    new_ids = {sha: saved.doc_id(sha) for sha in new}
+    skip = np.array(sorted(new_ids.values()), dtype=np.int64)  # saved since loaded: counted from `new`
+    postings = []
+    for term in query:
+        at, tf, length = saved.postings(term)
+        if skip.size:
+            keep = ~np.isin(at, skip)
+            at, tf, length = at[keep], tf[keep], length[keep]
+        extra = [(new_ids[sha], counts[term], size) for sha, (counts, size) in new.items() if term in counts]
+        if extra:
+            at, tf, length = (np.concatenate([a, np.array(column, dtype=np.int64)])
+                              for a, column in zip((at, tf, length), zip(*extra, strict=True), strict=True))
+        postings.append((term, at, tf, length))
+    scores = np.zeros(len(saved.doc_names))  # (D,) every root cause read so far; those of no term stay 0
+    for term, at, tf, length in postings:
+        idf = math.log(1 + (n_docs - len(at) + 0.5) / (len(at) + 0.5))
+        w = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))  # (P,)
+        times = query[term]
+        scores[at] += w if times == 1 else times * w  # a document once per term: no sum within
+    hits = np.flatnonzero(scores > 0)  # a term a document has weighs more than nothing
+    names = saved.doc_names
+    return sorted(((names[i], float(scores[i])) for i in hits), key=lambda hit: (-hit[1], hit[0]))[:top]
 
 
-def _rows(value: object, what: str, types: tuple[type, ...]) -> list[tuple]:
-    """A list of fixed-size rows, column i of type types[i]."""
-    rows = _items(value, what)
-    if rows and (not _only(rows, list) or set(map(len, rows)) != {len(types)}
-                 or not all(_only(column, t) for column, t in zip(zip(*rows, strict=True), types, strict=True))):
-        raise ValueError(f"{what}: expected rows of {len(types)} fields ({', '.join(t.__name__ for t in types)})")
-    return [tuple(row) for row in rows]
+_PREFETCH_TOP = 5  # root causes a commit resembles whose fixes history_state reads (the scan shows 2)
+_BM25_K1, _BM25_B = BM25([]).k1, BM25([]).b  # what similar's BM25 uses
 
+# what each counter is keyed by (RiskHistory.prefetch)
+_KEYED_BY = {"file_commits": "path", "file_lines": "path", "file_culprits": "path", "file_author_counts": "path",
+             "author_commits": "email", "author_culprits": "email", "component_commits": "prefix",
+             "component_culprits": "prefix", "dir_commits": "dir", "dir_culprits": "dir", "word_commits": "word",
+             "word_culprits": "word", "def_culprits": "def"}
 
-def _decayed_value(value: object, what: str) -> tuple[float, int]:
-    if type(value) is not list or len(value) != 2 or type(value[0]) not in (int, float) or not math.isfinite(
-            value[0]):
-        raise ValueError(f"{what}: expected [value, time] pairs")
-    return float(value[0]), _int(value[1], what)
-
-
-def _facts(row: object) -> CommitFacts:
-    """A CommitFacts from the list to_parts wrote, every field checked."""
-    if type(row) is not list or len(row) != len(CommitFacts._fields):
-        raise ValueError(f"culprits: expected rows of {len(CommitFacts._fields)} fields")
-    sha, t, email, subject, files, idents, n_added, is_fix, defs, new_defs, body_words, foreign = row
-    if not _only((sha, email, subject), str) or not _only((t, n_added, new_defs, body_words), int) \
-            or not _only((is_fix, foreign), bool):
-        raise ValueError("culprits: a field has the wrong type")
-    return CommitFacts(sha=sha, time=t, email=email, subject=subject,
-                       files=tuple(_rows(files, "culprits.files", (str, str, int, int))),
-                       idents=tuple(_strings(idents, "culprits.idents")), n_idents_added=n_added, is_fix=is_fix,
-                       defs=tuple(_strings(defs, "culprits.defs")), new_defs=new_defs, body_words=body_words,
-                       foreign=foreign)
-
-
-class Fed(NamedTuple):
-    """How far history_state has fed a state, in a size that does not grow with history
-    (issue 11): commits.id only grows (each `rcahook index` appends rows), so one watermark
-    stands for every commit and culprit link below it."""
-
-    upto: int = 0  # every indexed commit with id <= upto was fed, and its resolved links, but `skipped`
-    skipped: tuple[str, ...] = ()  # commits <= upto left out because they were being pushed (excluded)
-    unresolved: int = 0  # links of commits <= upto pending or unknown then: fewer now, one resolved since
-    shallow: tuple[tuple[int, str], ...] = ()  # (id, sha) <= upto at a shallow boundary: the rows an index deletes
-
-    def to_part(self) -> dict[str, object]:
-        return {"upto": self.upto, "skipped": list(self.skipped), "unresolved": self.unresolved,
-                "shallow": [list(row) for row in self.shallow]}
-
-    @classmethod
-    def from_part(cls, value: object) -> Fed:
-        if type(value) is not dict or set(value) != set(cls._fields):
-            raise ValueError(f"fed: expected an object with {', '.join(cls._fields)}")
-        return cls(upto=_count(value["upto"], "fed.upto"), skipped=tuple(_strings(value["skipped"], "fed.skipped")),
-                   unresolved=_count(value["unresolved"], "fed.unresolved"),
-                   shallow=tuple(_rows(value["shallow"], "fed.shallow", (int, str))))
 
 
 class CulpritEvent(NamedTuple):
@@ -447,56 +541,23 @@ def replay(commits: Sequence[CommitFacts], events: Sequence[CulpritEvent], facts
             state.learn_culprit(facts[e.culprit], e.fix, time=e.time)
 
 
-# --- the state in the index -------------------------------------------------------------
-
-# The state of history is saved in the index itself, as JSON parts validated on load: the
-# index is as untrusted as the repository (a CI cache can hand anyone's .git/rcahook/ to a
-# scan), so nothing in it may be code. Older rcahook pickled it to LEGACY_STATE_FILE, which is
-# never loaded: it is deleted and the state rebuilt (see #10).
-STATE_VERSION = 2  # meta 'risk_state_version'; bump when RiskHistory.to_parts changes shape (2: Fed, issue 11)
-STATE_TABLE = "CREATE TABLE IF NOT EXISTS risk_state (part TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID"
+# Older rcahook pickled the state to LEGACY_STATE_FILE, which is never loaded: history_state
+# deletes it and rebuilds the state (see #10). The tables are state_store's.
 LEGACY_STATE_FILE = "risk-state.pickle"
 NOT_SAVED = "the index is not writable here: this scan's state was not saved (the next scan recomputes it)"
-_CHUNK = 500  # shas per `IN (...)` query
 
 
-def _last_id(conn) -> int:
-    return conn.execute("SELECT MAX(id) FROM commits").fetchone()[0] or 0
+def load_state(conn: sqlite3.Connection) -> tuple[RiskHistory | None, str | None]:
+    """(the saved state, None), or (None, why it cannot be used); (None, None) when none was saved.
+    Its counts are read later, by key (RiskHistory.prefetch), and checked then."""
+    saved, why = read_saved(conn, features=RISK_FEATURES)
+    return (RiskHistory.backed(saved) if saved is not None else None), why
 
 
-def load_state(conn) -> tuple[RiskHistory | None, str | None]:
-    """(the saved state, None), or (None, why it cannot be used); (None, None) when none was saved."""
-    version = store.get_meta(conn, "risk_state_version")
-    try:
-        rows = conn.execute("SELECT part, data FROM risk_state").fetchall()
-    except sqlite3.OperationalError:  # an index written before the table existed
-        rows = []
-    if version is None and not rows:
-        return None, None
-    if version != str(STATE_VERSION):
-        return None, f"the saved one has version {version}, this rcahook writes {STATE_VERSION}"
-    try:
-        parts = {part: json.loads(data) for part, data in rows}
-        if parts.get("features") != list(RISK_FEATURES):
-            return None, "the saved one was computed for other features"
-        state = RiskHistory.from_parts(parts)
-        last = _last_id(conn)
-        if state.fed.upto > last:  # trusted, it would hide every commit indexed up to it
-            raise ValueError(f"fed.upto: {state.fed.upto} is past the index's last commit ({last})")
-        return state, None
-    except (ValueError, TypeError, KeyError, RecursionError) as e:
-        return None, f"the saved one is malformed ({str(e)[:120]})"
-
-
-def save_state(conn, state: RiskHistory) -> None:
-    """Replace the saved state, in one transaction; waits at most a second for a busy index."""
-    parts = {**state.to_parts(), "features": list(RISK_FEATURES)}
-    rows = [(name, json.dumps(value, separators=(",", ":"))) for name, value in parts.items()]
-    with store.transaction(conn, busy_timeout=1.0):
-        conn.execute(STATE_TABLE)
-        conn.execute("DELETE FROM risk_state")
-        conn.executemany("INSERT INTO risk_state VALUES (?, ?)", rows)
-        store.set_meta(conn, "risk_state_version", str(STATE_VERSION))
+def save_state(conn: sqlite3.Connection, state: RiskHistory) -> bool:
+    """Save the state in one transaction (state_store.write_state); False when another scan
+    saved since it was loaded."""
+    return write_state(conn, state, features=RISK_FEATURES)
 
 
 def _is_busy(e: sqlite3.Error) -> bool:
@@ -507,8 +568,8 @@ def _commits_by_sha(conn, shas: Iterable[str]) -> list[tuple[int, str, int]]:
     """(id, sha, n_parents) of those of `shas` that are indexed, by the sha index."""
     shas = sorted(set(shas))
     out: list[tuple[int, str, int]] = []
-    for i in range(0, len(shas), _CHUNK):
-        chunk = shas[i:i + _CHUNK]
+    for i in range(0, len(shas), CHUNK):
+        chunk = shas[i:i + CHUNK]
         out += conn.execute(f"SELECT id, sha, n_parents FROM commits WHERE sha IN ({','.join('?' * len(chunk))})",
                             chunk).fetchall()
     return out
@@ -545,7 +606,7 @@ def _usable(conn, fed: Fed, exclude: set[str]) -> bool:
 def _feed(conn, state: RiskHistory, exclude: set[str]) -> bool:
     """Feed `state` what it lacks: commits indexed past its watermark, the ones it skipped that
     are no longer excluded, and culprit links resolved since. True if anything changed."""
-    fed, last = state.fed, _last_id(conn)
+    fed, last = state.fed, last_commit_id(conn)
     # every query stops at `last`: an `rcahook index` running now appends past it
     new = conn.execute("SELECT id, sha, n_parents FROM commits WHERE id > ? AND id <= ?", (fed.upto, last)).fetchall()
     known = [row for row in _commits_by_sha(conn, fed.skipped) if row[0] <= fed.upto]
@@ -556,20 +617,23 @@ def _feed(conn, state: RiskHistory, exclude: set[str]) -> bool:
     shas = [sha for _, sha, n_parents in feed if n_parents <= 1]
     if shas:
         facts = load_facts(conn, None if len(shas) > last // 2 else shas, light=True)
+        state.prefetch(facts[sha] for sha in shas if sha in facts)
         for sha in shas:
             if sha in facts:
                 state.observe(facts[sha])
     events = _resolved_links(conn, "l.fix_id > ? AND l.fix_id <= ?", (fed.upto, last))
     back_ids = [cid for cid, _, _ in back]
-    for i in range(0, len(back_ids), _CHUNK):
-        chunk = back_ids[i:i + _CHUNK]
+    for i in range(0, len(back_ids), CHUNK):
+        chunk = back_ids[i:i + CHUNK]
         events += _resolved_links(conn, f"l.fix_id IN ({','.join('?' * len(chunk))})", chunk)
     if fed.upto and _unresolved(conn, fed.upto) < fed.unresolved:
         # a link of a commit already fed resolved since (its culprit indexed later): rare, and
         # learn_culprit keeps each (fix, culprit) once
         events += _resolved_links(conn, "l.fix_id <= ?", (fed.upto,))
+    state.prefetch_fixes({e.culprit for e in events})
     events = sorted({e for e in events if e.fix not in exclude and e.fix not in state.fixes_of.get(e.culprit, ())})
     culprits = load_facts(conn, sorted({e.culprit for e in events}))
+    state.prefetch(culprits.values())
     for e in events:
         if e.culprit in culprits:
             state.learn_culprit(culprits[e.culprit], e.fix, time=e.time)
@@ -577,31 +641,43 @@ def _feed(conn, state: RiskHistory, exclude: set[str]) -> bool:
     return bool(shas or events) or state.fed != fed
 
 
-def history_state(conn, index_dir: Path | None, exclude: set[str], *,
+def history_state(conn, index_dir: Path | None, exclude: set[str], *, describe: Sequence[CommitFacts] = (),
                   say: Callable[[str], None] = lambda message: None) -> RiskHistory:
     """RiskHistory over every indexed non-merge commit except `exclude`, with every culprit link
-    whose fix is not excluded either.
+    whose fix is not excluded either; ready to describe the commits of `describe`.
 
     Feeding 7,000 commits costs a third of a second, so the state is saved in the index (when
     `index_dir` is given) and the next scan only feeds what it lacks (see Fed), reading the
-    new rows by their ids: the cost follows the new commits, not the history.
+    new rows by their ids and the saved counts by the keys of the commits it feeds and
+    describes: the cost follows the new and the pushed commits, not the history.
     A saved state that fed a commit now excluded (scanned again) is rebuilt from scratch.
     """
-    state = None
-    if index_dir is not None:
-        state, why = load_state(conn)
-        legacy = index_dir / LEGACY_STATE_FILE
-        if os.path.lexists(legacy):
-            if state is None and why is None:
-                why = f"{legacy} is from an older rcahook and is never loaded (a pickle could run code)"
-            with contextlib.suppress(OSError):
-                legacy.unlink()
-        if why:
-            say(f"rebuilding the scan state: {why}")
-        if state is not None and not _usable(conn, state.fed, exclude):
-            state = None
-    state = state or RiskHistory()
-    if not _feed(conn, state, exclude) or index_dir is None:
+    state, changed = None, False
+    # one snapshot for the saved state, its rows and the commits fed to it: a scan saving
+    # meanwhile would otherwise mix its rows with this one's watermark
+    with _snapshot(conn):
+        if index_dir is not None:
+            state, why = load_state(conn)
+            legacy = index_dir / LEGACY_STATE_FILE
+            if os.path.lexists(legacy):
+                if state is None and why is None:
+                    why = f"{legacy} is from an older rcahook and is never loaded (a pickle could run code)"
+                with contextlib.suppress(OSError):
+                    legacy.unlink()
+            if state is not None and not _usable(conn, state.fed, exclude):
+                state = None
+            elif state is not None:
+                try:
+                    changed = _feed(conn, state, exclude)
+                    state.prefetch(describe, describe=True)
+                except (ValueError, OverflowError) as e:  # a saved row is not what save_state writes
+                    state, why = None, f"the saved one is malformed ({str(e)[:120]})"
+            if why:
+                say(f"rebuilding the scan state: {why}")
+        if state is None:
+            state = RiskHistory()
+            changed = _feed(conn, state, exclude)
+    if not changed or index_dir is None:
         return state
     try:
         if store.is_read_only(conn):  # opened so, in a read-only repository: do not even try
@@ -613,3 +689,12 @@ def history_state(conn, index_dir: Path | None, exclude: set[str], *,
     except OSError:
         say(NOT_SAVED)
     return state
+
+
+@contextlib.contextmanager
+def _snapshot(conn) -> Iterator[None]:
+    if conn.in_transaction:  # the caller's own transaction is the snapshot
+        yield
+    else:
+        with store.read_snapshot(conn):
+            yield
