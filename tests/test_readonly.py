@@ -221,3 +221,26 @@ def test_read_only_file_system(indexed, tmp_path):
     assert "read-only file system" in done.stderr and "not saved" in done.stderr
     assert "index exit 21" in done.stderr
     assert digest(index) == before
+
+
+def test_a_wal_file_sqlite_removes_while_it_is_checked_is_no_write_problem(tmp_path, monkeypatch):
+    """`rcahook serve` saves investigations from several threads: SQLite removes the -shm and
+    -wal files when the last connection closes, so a probe can see one exist, then not find it.
+    That once answered a 503 "…state.sqlite-shm is not readable or writable"."""
+    import os
+
+    from rcahook.index import store
+
+    db = tmp_path / "state.sqlite"
+    db.write_bytes(b"")
+    shm = tmp_path / "state.sqlite-shm"
+    shm.write_bytes(b"")
+    real_access = os.access
+
+    def closing_meanwhile(path, mode, **kwargs):
+        if str(path) == str(shm) and shm.exists():
+            shm.unlink()  # the last connection closed between the two looks
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(store.os, "access", closing_meanwhile)
+    assert store.write_problem(db) is None

@@ -137,10 +137,25 @@ def write_problem(db_path: Path) -> str | None:
         return f"{probe} is not writable by this user"
     if probe == db_path.parent:
         for p in (db_path, *(Path(f"{db_path}{s}") for s in ("-wal", "-shm", ".lock"))):
-            if p.exists() and not os.access(p, os.W_OK):
+            if _not_writable(p):
                 readable = os.access(p, os.R_OK)
                 return f"{p} is not {'writable' if readable else 'readable or writable'} by this user"
     return None
+
+
+def _not_writable(p: Path) -> bool:
+    """An existing file this user cannot write. SQLite creates and removes -wal and -shm as
+    other connections (threads of `rcahook serve`, a concurrent scan) open and close: a file
+    that appears or vanishes while it is checked is not a problem, only one that stays."""
+    if os.access(p, os.W_OK):
+        return False
+    try:
+        os.stat(p)
+    except FileNotFoundError:
+        return False  # not there (any more): SQLite creates it as this user
+    except OSError:
+        return True
+    return not os.access(p, os.W_OK)
 
 
 def cannot_write_message(db_path: Path, problem: str) -> str:
