@@ -408,5 +408,15 @@ def test_llm_rankers_rerank_within_the_window_and_resume_without_loading(planted
         inv = next(i for i in result.investigations if i.title == incident_title(prompt))
         assert set(prompt.keys) <= set(inv.candidates) and inv.fix not in prompt.keys
         assert "zero weight crashed" not in prompt.user  # F's body is never shown
+    # the oracle names one label a prompt: the rest of each ballot took stage 1's order, and
+    # the figures say how much of the election was the model's own
+    election = result.outcomes["election"]
+    assert all(o.ballots is not None and 0 < o.ballots[0] < o.ballots[1] for o in election)
+    from rcahook.backtest.metrics import summarize
+
+    share = summarize(election).model_ballots
+    assert share == sum(o.ballots[0] for o in election) / sum(o.ballots[1] for o in election) < 0.5
+    assert summarize(result.outcomes["logprob"]).model_ballots is None
     resumed = run_backtest(history, resume=True, **kwargs)
     assert resumed.resumed == 3 * 5 and len(loads) == 1
+    assert [o.ballots for o in resumed.outcomes["election"]] == [o.ballots for o in election]

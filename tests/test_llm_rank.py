@@ -107,8 +107,16 @@ def test_election_partial_answer_is_filled_in_input_order():
             return self._ordered_labels(prompt)[0] + " and nothing else"
 
     oracle = OneLabel(relevance(8, [7]))
-    result = election_rank(oracle, INCIDENT, cands(8), picks=3)
+    ballots = [0, 0]
+    result = election_rank(oracle, INCIDENT, cands(8), picks=3, ballots=ballots)
     assert [k for k, _ in result[:4]] == ["k07", "k00", "k01", "k02"]
+    assert ballots == [1, 3]  # one slot the model's, two filled in the caller's order
+
+
+def test_election_counts_a_full_ballot_as_the_models():
+    ballots = [0, 0]
+    election_rank(Oracle(relevance(30, [3, 17])), INCIDENT, cands(30), seed=1, ballots=ballots)
+    assert ballots[1] > 0 and ballots[0] == ballots[1]
 
 
 @pytest.mark.parametrize("ranker", [election_rank, logprob_rank])

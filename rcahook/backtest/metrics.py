@@ -28,6 +28,7 @@ class Outcome:
     raw: float | None = None  # model probability mass on the top five (features rankers)
     confidence: float | None = None  # raw, calibrated
     signals: dict | None = None  # rcahook.rca.confidence.Signals as JSON (features rankers)
+    ballots: tuple[int, int] | None = None  # election: (slots the model filled, slots in all)
 
     def hit(self, k: int = HIT_K) -> bool:
         return self.rank is not None and self.rank <= k
@@ -43,12 +44,18 @@ class Summary:
     seconds_mean: float
     seconds_p90: float
     curve: tuple[float, ...]  # top-k for k = 1..CURVE_K
+    # election: the share of ballot slots the model filled itself; the rest took stage 1's
+    # order, so a low share means the figures above are mostly the features ranking's
+    model_ballots: float | None = None
 
     def to_json(self) -> dict:
-        return {"n": self.n, **{f"top{k}": self.top[k] for k in KS}, "mrr": self.mrr,
-                "stage1_recall": self.stage1_recall, "retrieved_mean": self.retrieved_mean,
-                "seconds_mean": self.seconds_mean, "seconds_p90": self.seconds_p90,
-                "topk_curve": list(self.curve)}
+        out = {"n": self.n, **{f"top{k}": self.top[k] for k in KS}, "mrr": self.mrr,
+               "stage1_recall": self.stage1_recall, "retrieved_mean": self.retrieved_mean,
+               "seconds_mean": self.seconds_mean, "seconds_p90": self.seconds_p90,
+               "topk_curve": list(self.curve)}
+        if self.model_ballots is not None:
+            out["model_ballots"] = self.model_ballots
+        return out
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -72,6 +79,8 @@ def summarize(outcomes: Sequence[Outcome]) -> Summary:
     ranks = [o.rank for o in outcomes]
     staged = [o for o in outcomes if o.stage1 is not None]
     seconds = [o.seconds for o in outcomes]
+    voted = [o.ballots for o in outcomes if o.ballots is not None]
+    slots = sum(b[1] for b in voted)
     return Summary(
         n=len(outcomes),
         top={k: top_k(ranks, k) for k in KS},
@@ -81,6 +90,7 @@ def summarize(outcomes: Sequence[Outcome]) -> Summary:
         seconds_mean=sum(seconds) / len(seconds) if seconds else 0.0,
         seconds_p90=percentile(seconds, 0.9),
         curve=tuple(top_k(ranks, k) for k in range(1, CURVE_K + 1)),
+        model_ballots=sum(b[0] for b in voted) / slots if slots else None,
     )
 
 

@@ -162,6 +162,13 @@ def metric_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+def ballot_lines(doc: dict) -> list[str]:
+    """How much of an election ranker's figures are the model's own (issue 15)."""
+    return [f"{ranker}: the model named {m['model_ballots']:.0%} of its ballot slots; the rest were filled in "
+            "the features ranking's order, so its figures are partly that ranking's"
+            for ranker, m in doc["metrics"].items() if m.get("model_ballots") is not None]
+
+
 def null_lines(doc: dict) -> list[str]:
     """The null track's metric: the share of null incidents answered (a false alarm each)."""
     if not doc.get("null"):
@@ -215,6 +222,8 @@ def print_text(doc: dict) -> None:
     out.print(table)
     for line in null_lines(doc) or answered_lines(doc):
         out.print(Text(line, style="bold" if doc.get("null") else ""))
+    for line in ballot_lines(doc):
+        out.print(Text(line))
     for ranker, block in doc["confidence"].items():
         out.print()
         table = Table(title=f"{ranker}: answer only when confidence >= threshold (accuracy = top-{block['hit_k']})",

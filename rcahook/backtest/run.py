@@ -257,7 +257,8 @@ class Replayer:
                                   mass=raw).to_json()
         return Outcome(inv.fix, ranker, inv.rank_of(final), len(inv.candidates),
                        retrieved=len(stage1), stage1=inv.culprit in stage1,
-                       seconds=time.perf_counter() - started, raw=raw, signals=signals)
+                       seconds=time.perf_counter() - started, raw=raw, signals=signals,
+                       ballots=(ranking.ballots[0], ranking.ballots[1]) if ranking.ballots else None)
 
 
 def _names_repository(info: dict, repository: str) -> str | None:
@@ -302,14 +303,21 @@ def results_file(path: Path, header: dict) -> ResultsFile:
 def stored_outcomes(records: Sequence[dict]) -> dict[tuple[str, str], Outcome]:
     return {(row["fix"], row["ranker"]): Outcome(
         row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"), row.get("stage1"),
-        row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"))
+        row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"), ballots=_ballots(row.get("ballots")))
         for row in records if row.get("type") == "result"}
+
+
+def _ballots(value: object) -> tuple[int, int] | None:
+    """A stored outcome's ballot counts, when they are two counts (the file is read back)."""
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int and v >= 0 for v in value):
+        return value[0], value[1]
+    return None
 
 
 def outcome_record(o: Outcome) -> dict:
     return {"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank, "window": o.window,
             "retrieved": o.retrieved, "stage1": o.stage1, "seconds": round(o.seconds, 4), "raw": o.raw,
-            "signals": o.signals}
+            "signals": o.signals, **({"ballots": list(o.ballots)} if o.ballots else {})}
 
 
 # --- the run -------------------------------------------------------------------------------

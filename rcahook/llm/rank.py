@@ -41,7 +41,14 @@ _ScorePrompt = Callable[[Prompt], dict[str, float]]
 
 def election_rank(backend: Backend, incident: IncidentView, candidates: Sequence[CandidateView], *,
                   prompt_size: int = 20, picks: int = 5, shuffles: int = 1, seed: int = 0,
-                  token_budget: int = 1800, progress: Progress | None = None) -> list[tuple[str, float]]:
+                  token_budget: int = 1800, progress: Progress | None = None,
+                  ballots: list[int] | None = None) -> list[tuple[str, float]]:
+    """`candidates` ranked by rounds of elections: prompts of at most `prompt_size`, the model
+    names its top `picks` of each, Borda points add up, the rest go to the next round.
+
+    `ballots`, when given, gets [slots the model filled itself, slots in all]: a model
+    that names fewer labels than asked has the rest of its ballot filled in the caller's
+    order, so its election figures are partly the caller's ranking (issue 15)."""
     order = {c.key: i for i, c in enumerate(candidates)}
 
     def score(prompt: Prompt) -> dict[str, float]:
@@ -56,6 +63,9 @@ def election_rank(backend: Backend, incident: IncidentView, candidates: Sequence
         # Some valid labels but fewer than asked for: the rest in the caller's order.
         rest = sorted((k for k in prompt.keys if k not in named), key=order.__getitem__)
         ballot = (named + rest)[:n]
+        if ballots is not None:
+            ballots[0] += min(len(named), n)
+            ballots[1] += n
         points = {key: 0.0 for key in prompt.keys}
         for position, key in enumerate(ballot):
             points[key] = (n - position) / n  # Borda: 1, (n-1)/n, ..., 1/n

@@ -42,6 +42,8 @@ class Ranking:
     ranker: str
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     notes: list[str] = field(default_factory=list)
+    # election: [ballot slots the model filled, slots in all] (the rest came from stage 1's order)
+    ballots: list[int] | None = None
 
 
 class HasCommit(Protocol):
@@ -71,7 +73,8 @@ def candidate_views(history: History, candidates: Sequence[HasCommit], diff_text
 
 def llm_rerank(history: History, query: Query, candidates: list[Candidate], spec: RankerSpec, *,
                diff_text: Callable[[str], str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> list[Candidate]:
+               progress: Callable[[int, int], None] | None = None,
+               ballots: list[int] | None = None) -> list[Candidate]:
     """Re-rank the top `spec.llm_top` candidates with the model; the rest keep their order."""
     from rcahook.llm.prompt import IncidentView
     from rcahook.llm.rank import election_rank, logprob_rank
@@ -88,7 +91,7 @@ def llm_rerank(history: History, query: Query, candidates: list[Candidate], spec
     if spec.name == "election":
         ordered = election_rank(spec.backend, incident, views, picks=spec.picks, prompt_size=spec.prompt_size,
                                 shuffles=spec.shuffles, seed=spec.seed, token_budget=spec.token_budget,
-                                progress=progress)
+                                progress=progress, ballots=ballots)
     else:
         ordered = logprob_rank(spec.backend, incident, views, keep=spec.picks, prompt_size=spec.prompt_size,
                                shuffles=spec.shuffles, seed=spec.seed, token_budget=spec.token_budget,
@@ -109,7 +112,8 @@ def rank(history: History, query: Query, space: Sequence[str], base: str, *, spe
     t1 = time.perf_counter()
     ranking = Ranking(list(retrieval.candidates), retrieval, spec.name, {"retrieve": t1 - t0})
     if spec.name in ("election", "logprob"):
+        ranking.ballots = [0, 0] if spec.name == "election" else None
         ranking.candidates = llm_rerank(history, query, ranking.candidates, spec, diff_text=diff_text,
-                                        progress=progress)
+                                        progress=progress, ballots=ranking.ballots)
         ranking.seconds["llm"] = time.perf_counter() - t1
     return ranking
