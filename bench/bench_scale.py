@@ -146,6 +146,15 @@ print(len(window), walk, anc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 
+def _insert(conn, rows: list[tuple], parents: list[tuple]) -> None:
+    conn.executemany("INSERT INTO commits (id, sha, author_name, author_email, author_time,"
+                     " author_offset, committer_name, committer_email, committer_time,"
+                     " committer_offset, subject, body, trailers, n_parents, n_files, added,"
+                     " deleted, idents_added, idents_removed, generation)"
+                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.executemany("INSERT INTO parents VALUES (?,?,?)", parents)
+
+
 def synthetic_index(db: Path, n: int) -> None:
     """A chain of n commits (newest first by id, as `rcahook index` writes them) with a merge
     of a one-commit side branch every 20 commits."""
@@ -166,20 +175,9 @@ def synthetic_index(db: Path, n: int) -> None:
             if merge:
                 parents.append((i + 1, 1, sha(i + 2)))
             if len(rows) >= 50_000:
-                conn.executemany("INSERT INTO commits (id, sha, author_name, author_email, author_time,"
-                                 " author_offset, committer_name, committer_email, committer_time,"
-                                 " committer_offset, subject, body, trailers, n_parents, n_files, added,"
-                                 " deleted, idents_added, idents_removed, generation)"
-                                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                conn.executemany("INSERT INTO parents VALUES (?,?,?)", parents)
+                _insert(conn, rows, parents)
                 rows, parents = [], []
-        if rows:
-            conn.executemany("INSERT INTO commits (id, sha, author_name, author_email, author_time,"
-                             " author_offset, committer_name, committer_email, committer_time,"
-                             " committer_offset, subject, body, trailers, n_parents, n_files, added,"
-                             " deleted, idents_added, idents_removed, generation)"
-                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            conn.executemany("INSERT INTO parents VALUES (?,?,?)", parents)
+        _insert(conn, rows, parents)
     conn.close()
 
 

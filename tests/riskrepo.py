@@ -78,6 +78,14 @@ def index(repo) -> None:
     subprocess.run([RCAHOOK, "index", "--quiet", "--repo", str(repo.path)], check=True, env=hook_env())
 
 
+def published(repo, tmp_path: Path) -> dict[str, str]:
+    """build_history, pushed to a fresh remote, indexed: where most risk tests start."""
+    shas = build_history(repo)
+    add_remote(repo, tmp_path)
+    index(repo)
+    return shas
+
+
 def risky_commit(repo) -> str:
     """A large change to the file both root causes touched, by someone new to it."""
     text = (repo.path / "src" / "net.c").read_text() + c_function("net_offload", 120)

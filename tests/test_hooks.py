@@ -57,9 +57,7 @@ def use_pre_commit(repo, args: tuple[str, ...] = ()) -> None:
 
 @pytest.fixture
 def project(repo, tmp_path):
-    rr.build_history(repo)
-    rr.add_remote(repo, tmp_path)
-    rr.index(repo)
+    rr.published(repo, tmp_path)
     assert install(repo).exit_code == 0
     return repo
 

@@ -17,9 +17,7 @@ from rcahook.risk.training import build_data, fit_model, fit_risk, fit_standardi
 
 @pytest.fixture
 def indexed(repo, tmp_path):
-    shas = rr.build_history(repo)
-    rr.add_remote(repo, tmp_path)
-    rr.index(repo)
+    shas = rr.published(repo, tmp_path)
     history = History.open(default_db_path(repo.path / ".git"))
     yield repo, shas, history
     history.close()

@@ -17,10 +17,7 @@ from rcahook.risk.state_store import STATE_VERSION
 
 @pytest.fixture
 def project(repo, tmp_path):
-    shas = rr.build_history(repo)
-    rr.add_remote(repo, tmp_path)
-    rr.index(repo)
-    return repo, shas
+    return repo, rr.published(repo, tmp_path)
 
 
 def _db(repo):

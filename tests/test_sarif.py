@@ -62,9 +62,7 @@ def test_fingerprints_are_stable_and_distinct():
 
 
 def test_scan_sarif_output_validates(repo, tmp_path):
-    rr.build_history(repo)
-    rr.add_remote(repo, tmp_path)
-    rr.index(repo)
+    rr.published(repo, tmp_path)
     risky = rr.risky_commit(repo)
     result = CliRunner().invoke(cli, ["scan", "--repo", str(repo.path), "--format", "sarif"])
     assert result.exit_code == 0, result.output

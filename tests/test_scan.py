@@ -20,10 +20,7 @@ from rcahook.risk.pushrange import MAX_UNPUSHED, ZERO
 
 @pytest.fixture
 def project(repo, tmp_path):
-    shas = rr.build_history(repo)
-    rr.add_remote(repo, tmp_path)
-    rr.index(repo)
-    return repo, shas
+    return repo, rr.published(repo, tmp_path)
 
 
 def scan(repo, *args: str):

@@ -10,7 +10,7 @@ import json
 import posixpath
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
@@ -116,20 +116,10 @@ def _parse_full_chunk(items: list[tuple[str, str]]) -> list[tuple[str, str, byte
 
 # --- the cache ----------------------------------------------------------------------------------
 
-def _chunked(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def cached_blobs(conn: sqlite3.Connection, blobs: Iterable[str], *, full: bool) -> set[str]:
     """Those of `blobs` whose parse is cached (a full parse also serves a definitions-only need)."""
-    found: set[str] = set()
-    wanted = sorted(set(blobs))
-    for chunk in _chunked(wanted):
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT blob FROM blob_parse WHERE blob IN ({marks})" + (" AND full=1" if full else "")
-        found.update(b for (b,) in conn.execute(sql, chunk))
-    return found
+    sql = "SELECT blob FROM blob_parse WHERE blob IN ({marks})" + (" AND full=1" if full else "")
+    return {b for (b,) in store.rows_in(conn, sql, sorted(set(blobs)))}
 
 
 def ensure_full_parses(conn: sqlite3.Connection, repo: Repo, files: Iterable[tuple[str, str]], *,

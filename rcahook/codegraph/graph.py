@@ -382,13 +382,8 @@ def db_file(conn: sqlite3.Connection) -> str:
 
 def _json_of(conn: sqlite3.Connection, blobs: Iterable[str]) -> dict[str, str]:
     """{blob: ParsedFile JSON} of the cached full parses of `blobs`."""
-    wanted = sorted(set(blobs))
-    out: dict[str, str] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i:i + 500]
-        out.update((blob, unpack_parse(data)) for blob, data in conn.execute(
-            f"SELECT blob, data FROM blob_parse WHERE full=1 AND blob IN ({','.join('?' * len(chunk))})", chunk))
-    return out
+    return {blob: unpack_parse(data) for blob, data in store.rows_in(
+        conn, "SELECT blob, data FROM blob_parse WHERE full=1 AND blob IN ({marks})", sorted(set(blobs)))}
 
 
 _loaded: dict[tuple[str, str | None], CodeGraph] = {}

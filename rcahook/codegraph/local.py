@@ -23,7 +23,7 @@ import posixpath
 import re
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rcahook.codegraph.build import unpack_parse
@@ -40,7 +40,6 @@ DEFINES, QUALIFIED, REFERENCES, IMPORTS = 0, 1, 2, 3
 _FAMILY = {"cpp": "c", "typescript": "javascript", "tsx": "javascript"}  # as graph.py resolves calls
 _SPLIT = re.compile(r"[./:\\]+")
 _RELATIVE_START = frozenset({"crate", "self", "super"})
-_CHUNK = 500
 # A question that reaches more than this share of the tree's files is answered from the
 # whole graph instead (built once per process): widening level by level rebuilds the partial
 # graph each time, which then costs more than one whole build.
@@ -114,23 +113,21 @@ def update_terms(conn: sqlite3.Connection, rev: str, *, removed: Iterable[str] =
         conn.execute("DELETE FROM graph_terms")
         added = dict(conn.execute("SELECT path, blob FROM graph_files"))
     else:
-        gone = sorted(set(removed) | set(added))
-        for i in range(0, len(gone), _CHUNK):
-            chunk = gone[i:i + _CHUNK]
-            conn.execute(f"DELETE FROM graph_terms WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+        for _ in store.rows_in(conn, "DELETE FROM graph_terms WHERE path IN ({marks})", [*removed, *added]):
+            pass  # a DELETE returns no rows: iterating runs each chunk
     by_blob: dict[str, list[str]] = defaultdict(list)
     for path, blob in added.items():
         by_blob[blob].append(path)
-    blobs = sorted(by_blob)
-    for i in range(0, len(blobs), _CHUNK):
-        chunk = blobs[i:i + _CHUNK]
-        rows = []
-        for blob, data in conn.execute(
-                f"SELECT blob, data FROM blob_parse WHERE full=1 AND blob IN ({','.join('?' * len(chunk))})", chunk):
-            text = unpack_parse(data)
-            for path in by_blob[blob]:
-                rows += _terms_of(path, text)
-        conn.executemany("INSERT OR REPLACE INTO graph_terms VALUES (?, ?, ?, ?)", rows)
+    rows = []
+    for blob, data in store.rows_in(conn, "SELECT blob, data FROM blob_parse WHERE full=1 AND blob IN ({marks})",
+                                    sorted(by_blob)):
+        text = unpack_parse(data)
+        for path in by_blob[blob]:
+            rows += _terms_of(path, text)
+        if len(rows) >= 50_000:  # a monorepo's whole tree is millions of terms: written as they come
+            conn.executemany("INSERT OR REPLACE INTO graph_terms VALUES (?, ?, ?, ?)", rows)
+            rows = []
+    conn.executemany("INSERT OR REPLACE INTO graph_terms VALUES (?, ?, ?, ?)", rows)
     store.set_meta(conn, "graph_terms_rev", rev)
 
 
@@ -179,13 +176,8 @@ class _Loader:
         self._defining: dict[str, list[tuple[str, str, int]]] = {}  # name -> (path, family, n)
 
     # -- queries --
-    def _rows(self, sql: str, values: Sequence[str]) -> list[tuple]:
-        out: list[tuple] = []
-        values = sorted(set(values))
-        for i in range(0, len(values), _CHUNK):
-            chunk = values[i:i + _CHUNK]
-            out += self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
-        return out
+    def _rows(self, sql: str, values: Iterable[str]) -> list[tuple]:
+        return list(store.rows_in(self.conn, sql, values))
 
     def defining(self, names: Iterable[str]) -> dict[str, list[tuple[str, str, int]]]:
         """name -> [(path, family, definitions)] over the whole tree (by plain name)."""

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from rcahook.codegraph.build import (
     PARALLEL_MIN_BLOBS,
-    cached_blobs,
     pack_parse,
     read_source,
     repo_pool,
@@ -103,15 +102,12 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
 def _pending_changes(conn: sqlite3.Connection, todo: list[int]) -> list[_Change]:
     # the commits still to do come from a partial index (store.WORK_INDEXES), then their
     # changes by key: an update after one commit reads that commit, not every change row
-    rows: list[tuple] = []
-    for i in range(0, len(todo), 500):
-        chunk = todo[i:i + 500]
-        rows += conn.execute(
-            "SELECT c.committer_time, ch.idx, ch.commit_id, ch.path, ch.old_path, ch.hunks, ch.old_blob, ch.new_blob"
-            " FROM commits c JOIN changes ch ON ch.commit_id = c.id"
-            # a change whose blobs are missing (partial clone) has nothing to parse
-            f" WHERE c.id IN ({','.join('?' * len(chunk))}) AND ch.binary=0 AND ch.unavailable=0 AND ch.hunks != ''",
-            chunk).fetchall()
+    rows = list(store.rows_in(
+        conn,
+        "SELECT c.committer_time, ch.idx, ch.commit_id, ch.path, ch.old_path, ch.hunks, ch.old_blob, ch.new_blob"
+        " FROM commits c JOIN changes ch ON ch.commit_id = c.id"
+        # a change whose blobs are missing (partial clone) has nothing to parse
+        " WHERE c.id IN ({marks}) AND ch.binary=0 AND ch.unavailable=0 AND ch.hunks != ''", todo))
     # Old to new: commit time, then ids (a run numbers its commits newest first).
     rows.sort(key=lambda r: (r[0], -r[2], r[1]))
     return [r[2:] for r in rows if language_for(r[3]) or (r[4] and language_for(r[4]))]
@@ -152,12 +148,8 @@ def _group(changes: list[_Change]) -> list[list[_Change]]:
 
 def _tasks(conn: sqlite3.Connection, groups: list[list[_Change]]) -> list[_Task]:
     blobs = {b for changes in groups for c in changes for b in c[4:] if b}
-    have = sorted(cached_blobs(conn, blobs, full=False))
-    data: dict[str, bytes | str] = {}
-    for i in range(0, len(have), 500):
-        chunk = have[i:i + 500]
-        data.update(conn.execute(
-            f"SELECT blob, data FROM blob_parse WHERE blob IN ({','.join('?' * len(chunk))})", chunk))
+    data: dict[str, bytes | str] = dict(store.rows_in(
+        conn, "SELECT blob, data FROM blob_parse WHERE blob IN ({marks})", sorted(blobs)))
     tasks = [(changes, {b: data[b] for c in changes for b in c[4:] if b in data}) for changes in groups]
     # Longest first: one long file history should not be what the last worker is left with.
     tasks.sort(key=lambda t: -len(t[0]))
@@ -168,13 +160,8 @@ def pending(conn: sqlite3.Connection, commits: Iterable[int] | None) -> list[int
     """The commits not done yet: all of them, or those of `commits` (ids)."""
     if commits is None:
         return [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE defs_done=0")]
-    wanted = sorted(set(commits))
-    todo: list[int] = []
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i:i + 500]
-        todo += [cid for (cid,) in conn.execute(
-            f"SELECT id FROM commits WHERE id IN ({','.join('?' * len(chunk))}) AND defs_done=0", chunk)]
-    return todo
+    return sorted(cid for (cid,) in store.rows_in(
+        conn, "SELECT id FROM commits WHERE id IN ({marks}) AND defs_done=0", commits))
 
 
 def newest_commits(conn: sqlite3.Connection, depth: int | None) -> list[int] | None:
@@ -265,9 +252,8 @@ def update_touched(conn: sqlite3.Connection, repo: Repo, *, commits: Iterable[in
 
 
 def _delete_rows(conn: sqlite3.Connection, ids: list[int]) -> None:
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        conn.execute(f"DELETE FROM touched WHERE commit_id IN ({','.join('?' * len(chunk))})", chunk)
+    for _ in store.rows_in(conn, "DELETE FROM touched WHERE commit_id IN ({marks})", ids):
+        pass  # a DELETE returns no rows: iterating runs each chunk
 
 
 def _write(conn: sqlite3.Connection, rows: list[tuple], parses: list[tuple], done: list[int], oversize: int) -> None:

@@ -230,12 +230,10 @@ class History:
         out: dict[str, list[Touched]] = {s: [] for s in views.values()}
         ids = list(views)
         computed = self._computed_touched(ids) if self.repo is not None else {}
-        for i in range(0, len(ids), 500):
-            chunk = [cid for cid in ids[i:i + 500] if cid not in computed]
-            for cid, *rest in self.conn.execute(
-                    f"SELECT commit_id, path, name, qualname, kind, side FROM touched"
-                    f" WHERE commit_id IN ({','.join('?' * len(chunk))})", chunk):
-                out[views[cid]].append(Touched(*rest))
+        for cid, *rest in store.rows_in(
+                self.conn, "SELECT commit_id, path, name, qualname, kind, side FROM touched"
+                " WHERE commit_id IN ({marks})", [cid for cid in ids if cid not in computed]):
+            out[views[cid]].append(Touched(*rest))
         for cid, rows in computed.items():
             out[views[cid]] = list(rows)
         return out
@@ -394,13 +392,9 @@ class History:
 
     def _links_of_fixes(self, fixes: Iterable[str]) -> list[Link]:
         """links(), for these fixes only, in the same order (by the fix's author time, sha, seq)."""
-        rows: list[tuple] = []
-        shas = list(dict.fromkeys(fixes))
-        for i in range(0, len(shas), 500):
-            chunk = shas[i:i + 500]
-            rows += self.conn.execute(
-                "SELECT c.author_time, c.sha, l.culprit_sha, l.kind, l.ref, l.status, l.seq FROM links l"
-                f" JOIN commits c ON c.id = l.fix_id WHERE c.sha IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        rows = list(store.rows_in(
+            self.conn, "SELECT c.author_time, c.sha, l.culprit_sha, l.kind, l.ref, l.status, l.seq FROM links l"
+            " JOIN commits c ON c.id = l.fix_id WHERE c.sha IN ({marks})", fixes))
         rows.sort(key=lambda r: (r[0], r[1], r[6]))
         return [Link(*r[1:]) for r in rows]
 

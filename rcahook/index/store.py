@@ -14,7 +14,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import overload
@@ -307,6 +307,18 @@ def _create(path: Path) -> StoreConnection:
     conn.executescript(
         f"BEGIN;\n{SCHEMA}\n{WORK_INDEXES}\nINSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
     return conn
+
+
+IN_CHUNK = 500  # values per `IN (...)` list: well under SQLite's bound-parameter limit on any build
+
+
+def rows_in(conn: sqlite3.Connection, sql: str, values: Iterable) -> Iterator[tuple]:
+    """The rows of `sql`, whose `{marks}` is an IN list, for `values` (duplicates dropped),
+    asked in chunks: what reading by key (never every row) looks like here."""
+    wanted = list(dict.fromkeys(values))
+    for i in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[i:i + IN_CHUNK]
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
 
 @contextmanager

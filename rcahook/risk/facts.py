@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from rcahook.index import store
 from rcahook.text import tokenize
 
 if TYPE_CHECKING:
@@ -58,15 +59,11 @@ def similarity_document(c: CommitFacts) -> list[str]:
     return tokenize(f"{c.subject} {' '.join(c.paths[:MAX_FILES])} {' '.join(c.idents[:MAX_IDENTS])}")
 
 
-def _chunks(items: Sequence, size: int = 500) -> Iterator[Sequence]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def _computed_touched(conn: sqlite3.Connection, repo: Repo, ids: list[int]) -> dict[int, list[tuple]]:
     """Touched rows of those of `ids` not done yet (see codegraph.touched.touched_rows)."""
-    pending = [cid for (cid,) in conn.execute("SELECT id FROM commits WHERE defs_done=0")] if ids else []
-    todo = sorted(set(pending) & set(ids))
+    # by key: the hook path must not read every commit an index left for later
+    todo = sorted(cid for (cid,) in store.rows_in(
+        conn, "SELECT id FROM commits WHERE id IN ({marks}) AND defs_done=0", ids))
     if not todo:
         return {}
     # tree-sitter's side of rcahook only when there is something to parse: the pre-push hook
@@ -91,18 +88,14 @@ def load_facts(conn: sqlite3.Connection, shas: Sequence[str] | None = None, *,
     if shas is None:
         rows = conn.execute(f"SELECT {cols} FROM commits WHERE n_parents <= 1").fetchall()
     else:
-        rows = []
-        for chunk in _chunks(list(dict.fromkeys(shas))):
-            rows += conn.execute(f"SELECT {cols} FROM commits WHERE sha IN ({','.join('?' * len(chunk))})",
-                                 chunk).fetchall()
+        rows = list(store.rows_in(conn, f"SELECT {cols} FROM commits WHERE sha IN ({{marks}})", shas))
 
     def per_commit(sql: str, column: str) -> Iterator[tuple]:
         """Rows of `sql` for the commits read above (every row when reading every commit)."""
         if shas is None:
             yield from conn.execute(sql.format(where=""))
             return
-        for chunk in _chunks([r[0] for r in rows]):
-            yield from conn.execute(sql.format(where=f"WHERE {column} IN ({','.join('?' * len(chunk))})"), chunk)
+        yield from store.rows_in(conn, sql.format(where=f"WHERE {column} IN ({{marks}})"), [r[0] for r in rows])
 
     files: dict[int, list[tuple[str, str, int, int]]] = defaultdict(list)
     for cid, *change in per_commit(
