@@ -184,6 +184,8 @@ def feedback(**kwargs) -> None:
 @repo_option
 @db_option
 @click.option("--window", type=int, default=500, show_default=True)
+@click.option("--protocol", type=click.Choice(["1", "1.1"]), default="1", show_default=True,
+              help="1.1: v1's investigations plus 'Fixes <sha>' and 'follow-up to <sha>' ones, reported apart.")
 @click.option("--track", type=click.Choice(["title", "paths", "null"]), default="title", show_default=True,
               help="null: each title replaced by one about something else (see --null-titles); measures abstention.")
 @click.option("--null-titles", type=click.Path(dir_okay=False), default=None,
@@ -212,7 +214,7 @@ def feedback(**kwargs) -> None:
 @click.option("-j", "--jobs", type=int, default=None,
               help="Worker processes replaying investigations (default: cores; same results for any N).")
 def backtest(**kwargs) -> None:
-    """Replay real history (protocol v1) and measure rankers against baselines."""
+    """Replay real history (protocol v1, or v1.1) and measure rankers against baselines."""
     _run("backtest", **kwargs)
 
 

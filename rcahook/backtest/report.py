@@ -13,7 +13,8 @@ from rcahook.backtest.metrics import (
     summarize,
     threshold_for_precision,
 )
-from rcahook.backtest.mine import PROTOCOL_VERSION
+from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation
+from rcahook.backtest.protocol import V1, is_added
 from rcahook.backtest.run import FEATURE_RANKERS, BacktestResult
 from rcahook.errors import BadInputError
 from rcahook.rca.confidence import Calibration, Signals, fit_platt, load_calibration, reliability
@@ -21,6 +22,47 @@ from rcahook.rca.retrieve import RetrievalConfig
 from rcahook.untrusted import md_text, term_text
 
 SCHEMA = "rcahook.backtest/1"
+
+# Protocol v1.1's figures apart (docs/backtest.md#protocol-v11): v1's investigations stay
+# comparable with a v1 run; those v1.1 adds, and those whose fix's subject names the culprit
+# (a title with little left in it), are shown on their own.
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("all", "every investigation"),
+    ("v1", "found by v1's patterns: the figures of a v1 run"),
+    ("v1.1-added", "found by the wordings v1.1 adds"),
+    ("subject-named", "the fix's subject names the culprit's sha"),
+    ("not-subject-named", "the rest"),
+)
+
+
+def _in_group(group: str, inv: Investigation) -> bool:
+    return {"all": True, "v1": not is_added(inv.rule), "v1.1-added": is_added(inv.rule),
+            "subject-named": inv.subject_named, "not-subject-named": not inv.subject_named}[group]
+
+
+def _groups(result: BacktestResult, calibrated: dict[str, list[float]]) -> dict[str, dict]:
+    """Per group: its size, each ranker's metrics and the features rankers' answered share."""
+    threshold = default_min_confidence()
+    out: dict[str, dict] = {}
+    for group, meaning in GROUPS:
+        idx = [i for i, inv in enumerate(result.investigations) if _in_group(group, inv)]
+        metrics: dict[str, dict] = {}
+        for ranker in result.rankers:
+            if ranker == "random":
+                summary = random_summary([len(result.investigations[i].candidates) for i in idx])
+            else:
+                summary = summarize([result.outcomes[ranker][i] for i in idx])
+            metrics[ranker] = summary.to_json()
+        answered = {}
+        for ranker, values in calibrated.items():
+            n = sum(values[i] >= threshold for i in idx)
+            answered[ranker] = {"min_confidence": threshold, "n": n, "share": n / len(idx) if idx else 0.0}
+        rules: dict[str, int] = {}
+        for i in idx:
+            rules[result.investigations[i].rule] = rules.get(result.investigations[i].rule, 0) + 1
+        out[group] = {"meaning": meaning, "n": len(idx), "rules": dict(sorted(rules.items())),
+                      "metrics": metrics, "answered": answered}
+    return out
 
 
 def default_min_confidence() -> float:
@@ -91,6 +133,7 @@ def build_document(result: BacktestResult) -> dict:
             "confidence": {r: {"raw": result.outcomes[r][i].raw, "calibrated": calibrated[r][i],
                                "signals": result.outcomes[r][i].signals} for r in calibrated},
             **({"own_title": inv.own_title} if inv.own_title is not None else {}),
+            **({"rule": inv.rule, "subject_named": inv.subject_named} if result.protocol != V1 else {}),
         })
     null = None
     if result.settings.track == "null":
@@ -102,7 +145,7 @@ def build_document(result: BacktestResult) -> dict:
         "schema": SCHEMA,
         "repository": result.repository,
         "head": result.head,
-        "protocol_version": PROTOCOL_VERSION,
+        "protocol_version": PROTOCOL_VERSION if result.protocol == V1 else result.protocol,
         "settings": {**dataclasses.asdict(result.settings), "rankers": list(result.rankers),
                      "max_candidates": RetrievalConfig().max_candidates},
         "weights": {"source": w.source, "path": w.path, "fingerprint": w.fingerprint,
@@ -110,6 +153,7 @@ def build_document(result: BacktestResult) -> dict:
         "investigations": {"mined": result.mined, "evaluated": len(result.investigations),
                            "excluded_by_cutoff": result.excluded_by_cutoff},
         "metrics": metrics,
+        **({"groups": _groups(result, calibrated)} if result.protocol != V1 else {}),
         "confidence": confidence,
         "null": null,
         "results": results,
@@ -159,6 +203,21 @@ def metric_rows(doc: dict) -> list[list[str]]:
             "-" if m["retrieved_mean"] is None else f"{m['retrieved_mean']:.1f}",
             f"{m['seconds_mean']:.3f}" if timed else "-", f"{m['seconds_p90']:.3f}" if timed else "-",
         ])
+    return rows
+
+
+def group_columns(doc: dict) -> list[str]:
+    return ["group", "n", *doc["metrics"], *[f"answered ({r})" for r in doc["confidence"]]]
+
+
+def group_rows(doc: dict) -> list[list[str]]:
+    """Protocol v1.1: the figures of each group of investigations (GROUPS), one row each."""
+    rows = []
+    for group, g in doc.get("groups", {}).items():
+        rules = ", ".join(f"{rule} {n}" for rule, n in g["rules"].items())
+        rows.append([f"{group} ({rules})" if group == "all" and len(g["rules"]) > 1 else group, str(g["n"]),
+                     *[f"{m['top1']:.3f} / {m['top5']:.3f}" if g["n"] else "-" for m in g["metrics"].values()],
+                     *[f"{a['share']:.3f}" if g["n"] else "-" for a in g["answered"].values()]])
     return rows
 
 
@@ -220,6 +279,15 @@ def print_text(doc: dict) -> None:
         table.add_row(*row)
     out.print()
     out.print(table)
+    if doc.get("groups"):
+        out.print()
+        table = Table(title="protocol v1.1, top-1 / top-5 of the investigations apart (v1: what a v1 run measures)",
+                      title_justify="left", show_edge=False)
+        for i, column in enumerate(group_columns(doc)):
+            table.add_column(column, justify="left" if i == 0 else "right")
+        for row in group_rows(doc):
+            table.add_row(*row)
+        out.print(table)
     for line in null_lines(doc) or answered_lines(doc):
         out.print(Text(line, style="bold" if doc.get("null") else ""))
     for line in ballot_lines(doc):
@@ -307,6 +375,12 @@ def write_report(doc: dict, path: Path) -> list[Path]:
               "Random is the expectation over orders of each window (top-k = k/W, MRR = H_W/W). "
               "MRR counts a culprit missing from the final list as 0.", "",
               f"![top-k curve]({topk_png.name})", ""]
+    if doc.get("groups"):
+        parts += ["## Protocol v1.1: the investigations apart", "",
+                  "v1: found by v1's patterns, the figures of a v1 run; v1.1-added: by the wordings v1.1 adds; "
+                  "subject-named: the fix's subject names the culprit's sha (a title with little left in it). "
+                  "Top-1 / top-5 per ranker (random: expected).", "",
+                  _md_table(group_columns(doc), group_rows(doc)), ""]
     parts += [*[f"- {line}" for line in null_lines(doc) or answered_lines(doc)], ""]
     for ranker, block in doc["confidence"].items():
         parts += [f"## Confidence: {ranker}", "",

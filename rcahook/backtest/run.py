@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rcahook.backtest.baselines import BaselineRanker
 from rcahook.backtest.metrics import Outcome
 from rcahook.backtest.mine import PROTOCOL_VERSION, Investigation, mine_investigations
+from rcahook.backtest.protocol import V1
 from rcahook.errors import BadInputError, ModelAnswerError, RcahookError
 from rcahook.index import store
 from rcahook.index.reader import History
@@ -86,6 +87,7 @@ class BacktestResult:
     output: str | None = None
     resumed: int = 0  # outcomes read back from the results file instead of recomputed
     notes: list[str] = field(default_factory=list)
+    protocol: str = V1  # "1" or "1.1" (rcahook.backtest.protocol)
 
 
 def parse_rankers(values: Sequence[str]) -> tuple[str, ...]:
@@ -314,10 +316,13 @@ def _ballots(value: object) -> tuple[int, int] | None:
     return None
 
 
-def outcome_record(o: Outcome) -> dict:
+def outcome_record(o: Outcome, inv: Investigation | None = None) -> dict:
+    """One result line; with `inv` (protocol v1.1) also what named its culprit and whether
+    the fix's subject names it."""
+    extra = {"rule": inv.rule, "subject_named": inv.subject_named} if inv is not None else {}
     return {"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank, "window": o.window,
             "retrieved": o.retrieved, "stage1": o.stage1, "seconds": round(o.seconds, 4), "raw": o.raw,
-            "signals": o.signals, **({"ballots": list(o.ballots)} if o.ballots else {})}
+            "signals": o.signals, **({"ballots": list(o.ballots)} if o.ballots else {}), **extra}
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -406,7 +411,7 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
                  null_titles: Sequence[str] | None = None,
                  diff_text: Callable[[str], str] | None = None, progress: Progress | None = None,
                  load_backend: Callable[[], Backend] | None = None,
-                 graph_at: Callable[[str], CodeGraph] | None = None) -> BacktestResult:
+                 graph_at: Callable[[str], CodeGraph] | None = None, protocol: str = V1) -> BacktestResult:
     weights_path = index_dir / WEIGHTS_FILE if index_dir is not None else None
     learned = weights_path is not None and weights_path.is_file()
     weights = load_weights(index_dir)
@@ -415,7 +420,7 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
     measured = settings.rankers + baselines_for(settings.track)
     stored = [r for r in measured if r != "random"]
 
-    mined = mine_investigations(history, head, window=settings.window)
+    mined = mine_investigations(history, head, window=settings.window, protocol=protocol)
     kept, notes = _evaluated(history, mined, rankers=settings.rankers, learned=learned, weights=winfo,
                              repository=repository)
     investigations = select(kept, limit=settings.limit, sample=settings.sample, seed=settings.seed)
@@ -423,7 +428,9 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
         investigations = null_investigations(investigations, mined, null_titles, seed=settings.seed)
 
     dinfo = describe_weights(default, None)
-    header = {"type": "header", "format": RESULTS_FORMAT, "protocol": PROTOCOL_VERSION, "repository": repository,
+    # v1's header keeps its number; v1.1's says "1.1", so a resume never mixes the two
+    header = {"type": "header", "format": RESULTS_FORMAT, "protocol": PROTOCOL_VERSION if protocol == V1 else protocol,
+              "repository": repository,
               "head": head, "window": settings.window, "track": settings.track,
               "null_titles": null_fingerprint(null_titles) if settings.track == "null" else None,
               "rankers": {r: ranker_config(r, settings, winfo, dinfo) for r in stored},
@@ -449,7 +456,7 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
                     o = done[(inv.fix, ranker)]
                     reused += 1
                 else:
-                    f.write(outcome_record(o))
+                    f.write(outcome_record(o, None if protocol == V1 else inv))
                 outcomes[ranker].append(o)
             advance(1)
     for ranker, reasons in replayer.fallbacks.items():
@@ -457,4 +464,4 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
                      f"as investigate would, on an unusable model answer (first: {reasons[0]})")
     return BacktestResult(repository, head, settings, measured, investigations, outcomes, winfo, len(mined),
                           len(mined) - len(kept), str(index_dir) if index_dir else None, str(output), reused,
-                          notes)
+                          notes, protocol)

@@ -1,4 +1,4 @@
-"""`rcahook backtest`: replay real history (protocol v1) and measure rankers against baselines."""
+"""`rcahook backtest`: replay real history (protocol v1, or v1.1) and measure rankers against baselines."""
 from __future__ import annotations
 
 import importlib
@@ -15,11 +15,14 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
         llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None, sample: int | None,
         seed: int, task: str, split: str | None, output: str | None, resume: bool, fmt: str, report: str | None,
         no_update: bool, llm_timeout: float | None = None, llm_connect_timeout: float | None = None,
-        null_titles: str | None = None, jobs: int | None = None) -> int:
+        null_titles: str | None = None, jobs: int | None = None, protocol: str = "1") -> int:
     for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top),
                         ("--jobs", jobs)):
         if value is not None and value < 1:
             raise BadInputError(f"{name} {value}: expected a positive number")
+    if task == "risk" and protocol != "1":
+        raise BadInputError(f"--protocol {protocol} is for --task rca; the risk track labels culprits by protocol v1 "
+                            "(drop --protocol)")
     r = open_repo(repo)
     # Indexed as `investigate` indexes, so the touched definitions the features use are there;
     # the HEAD code graph this also builds is never given to a replay (it postdates F^).
@@ -33,7 +36,7 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
                         llm_url=llm_url, llm_model=llm_model, llm_top=llm_top, limit=limit, sample=sample,
                         seed=seed, output=output, resume=resume, fmt=fmt, report=report,
                         llm_timeouts=(llm_connect_timeout, llm_timeout), null_titles=null_titles,
-                        jobs=jobs or os.cpu_count() or 1)
+                        jobs=jobs or os.cpu_count() or 1, protocol=protocol)
     finally:
         history.close()
 
@@ -54,7 +57,7 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
              model: str | None, llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None,
              sample: int | None, seed: int, output: str | None, resume: bool, fmt: str,
              report: str | None, llm_timeouts: tuple[float | None, float | None] = (None, None),
-             null_titles: str | None = None, jobs: int = 1) -> int:
+             null_titles: str | None = None, jobs: int = 1, protocol: str = "1") -> int:
     from rcahook.backtest.report import build_document, print_text, write_report
     from rcahook.backtest.run import LLM_RANKERS, Settings, parse_rankers, read_null_titles, run_backtest
 
@@ -88,7 +91,9 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
         raise NotFoundError(f"HEAD {head[:12]} is not in the index at {index_path(r, db)}; run without "
                             "--no-update (or `rcahook index`) first") from None
     index_dir = index_path(r, db).parent
-    out = Path(output) if output else index_dir / f"backtest-{r.slug()}-{track}-{window}.jsonl"
+    # a v1.1 run has a file of its own, so it never overwrites (or refuses to resume) a v1 one
+    suffix = "" if protocol == "1" else f"-v{protocol}"
+    out = Path(output) if output else index_dir / f"backtest-{r.slug()}-{track}-{window}{suffix}.jsonl"
 
     def backend():
         from rcahook.config import user_settings
@@ -106,7 +111,8 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
 
     result = run_backtest(history, repository=str(r.workdir or r.git_dir), head=head, settings=settings,
                           index_dir=index_dir, output=out, resume=resume, null_titles=titles, diff_text=r.diff_text,
-                          progress=Progress(), load_backend=backend, graph_at=graph_at, jobs=jobs)
+                          progress=Progress(), load_backend=backend, graph_at=graph_at, jobs=jobs,
+                          protocol=protocol)
     doc = build_document(result)
     if report:
         for path in write_report(doc, Path(report)):
