@@ -24,7 +24,7 @@ from rcahook.index.links import find_references
 from rcahook.pool import WorkerPool, default_jobs
 from rcahook.progress import Progress
 
-BATCH = 128
+BATCH = 512  # commits per transaction and per `git diff-tree` run (each starts a git process)
 TOUCHED_DEPTH = 1000  # newest commits whose touched definitions `rcahook index` records at once
 PARALLEL_MIN = 400  # below this many new commits, a worker pool costs more than it saves
 
@@ -82,7 +82,7 @@ def _worker_rows(args: tuple[str, Sequence[str]]) -> list[tuple]:
     if _worker_repo is None or _worker_repo.path != path:
         _worker_repo = Repo(path)
     boundary = _worker_repo.shallow_boundary()
-    return [_rows(_worker_repo.commit_record(sha), boundary) for sha in shas]
+    return [_rows(rec, boundary) for rec in _worker_repo.commit_records(shas)]
 
 
 def _insert(conn: sqlite3.Connection, batch: Iterable[tuple]) -> int:
@@ -130,7 +130,7 @@ def _record_pool(repo: Repo, shas: Sequence[str], jobs: int) -> WorkerPool:
 def _record_batches(repo: Repo, shas: Sequence[str], pool: WorkerPool) -> Iterator[list[tuple]]:
     if not pool.parallel:
         for chunk in _chunks(shas, BATCH):
-            yield [_rows(repo.commit_record(sha), repo.shallow_boundary()) for sha in chunk]
+            yield [_rows(rec, repo.shallow_boundary()) for rec in repo.commit_records(chunk)]
         return
     yield from pool.map(_worker_rows, ((repo.path, c) for c in _chunks(shas, BATCH)))
 
