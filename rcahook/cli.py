@@ -192,11 +192,16 @@ def feedback(**kwargs) -> None:
               help="Null track: titles from another repository, one a line "
                    "(default: this one's, half its history away).")
 @click.option("--ranker", "rankers", multiple=True, default=("features",), show_default=True,
-              help="Ranker(s) to measure: features, election, logprob, features-default.")
+              help="Ranker(s) to measure: features, election, logprob, blend, features-default.")
 @click.option("--model", default=None)
 @click.option("--llm-url", default=None)
 @click.option("--llm-model", default=None)
 @click.option("--llm-top", type=int, default=40, show_default=True)
+@click.option("--blend-weight", type=float, default=0.0, show_default=True,
+              help="blend ranker: weight of the model's label log-probability added to the features score "
+                   "(0 keeps the features order and records both, for bench/fit_blend.py).")
+@click.option("--shuffles", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="LLM rankers: prompt orders averaged against position and label bias.")
 @click.option("--llm-timeout", type=float, default=None, help="Seconds to wait for the model server's answer.")
 @click.option("--llm-connect-timeout", type=float, default=None,
               help="Seconds to wait for a connection to the model server.")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -420,3 +421,44 @@ def test_llm_rankers_rerank_within_the_window_and_resume_without_loading(planted
     resumed = run_backtest(history, resume=True, **kwargs)
     assert resumed.resumed == 3 * 5 and len(loads) == 1
     assert [o.ballots for o in resumed.outcomes["election"]] == [o.ballots for o in election]
+
+
+class AntiOracle(CulpritOracle):
+    """Sure of the wrong answer: puts every candidate but the culprit first."""
+
+    def label_logprobs(self, prompt, labels):
+        culprit = self._culprit(prompt)
+        return {label: (-9.0 if k == culprit else 0.0) for k, label in zip(prompt.keys, prompt.labels)}
+
+
+def test_blend_is_features_at_weight_zero_and_records_what_a_fit_needs(planted_repo, tmp_path):
+    """The blend ranker adds weight x the model's centred label log-probability to the features
+    score: at 0 it is the features ranking exactly (whatever the model says), and each outcome
+    records the scores, the log-probabilities and the culprit's place for a held-out fit."""
+    repo, c = planted_repo
+    history = index(repo, tmp_path / "ix.sqlite")
+    titles = {inv.title: inv.culprit for inv in mine_investigations(history, c["fix3"], window=WINDOW)}
+
+    def run(model, weight, name):
+        return run_backtest(history, repository=str(repo.path), head=c["fix3"], index_dir=tmp_path,
+                            output=tmp_path / f"{name}.jsonl", load_backend=lambda: model,
+                            settings=Settings(window=WINDOW, rankers=("features", "blend"), blend_weight=weight))
+
+    neutral = run(AntiOracle(titles), 0.0, "zero")
+    assert [o.rank for o in neutral.outcomes["blend"]] == [o.rank for o in neutral.outcomes["features"]]
+    for o in neutral.outcomes["blend"]:
+        b = o.blend
+        assert len(b["score"]) == len(b["logp"]) >= 2 and b["culprit"] == o.rank - 1
+        assert b["score"] == sorted(b["score"], reverse=True)  # the features order
+        # centred: exp(logp) averages to 1 over the prompt; the culprit is the one the model ruled out
+        assert abs(sum(math.exp(x) for x in b["logp"]) / len(b["logp"]) - 1) < 1e-6
+        assert b["logp"][b["culprit"]] == min(b["logp"])
+    stored = [json.loads(line) for line in (tmp_path / "zero.jsonl").read_text().splitlines()]
+    assert all("blend" in row for row in stored if row.get("ranker") == "blend")
+    header = stored[0]
+    assert header["rankers"]["blend"]["blend_weight"] == 0.0
+    # a heavy weight hands the order to the model: the oracle puts the culprit first, the
+    # anti-oracle last among those it saw
+    assert [o.rank for o in run(CulpritOracle(titles), 50.0, "good").outcomes["blend"]] == [1, 1, 1]
+    bad = run(AntiOracle(titles), 50.0, "bad").outcomes["blend"]
+    assert all(o.rank == len(o.blend["score"]) for o in bad)

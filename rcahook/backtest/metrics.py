@@ -29,6 +29,9 @@ class Outcome:
     confidence: float | None = None  # raw, calibrated
     signals: dict | None = None  # rcahook.rca.confidence.Signals as JSON (features rankers)
     ballots: tuple[int, int] | None = None  # election: (slots the model filled, slots in all)
+    # blend: {"score": features scores, "logp": the model's centred log-probabilities} of the
+    # candidates the model saw, features order; "culprit": the root cause's index there or None
+    blend: dict | None = None
 
     def hit(self, k: int = HIT_K) -> bool:
         return self.rank is not None and self.rank <= k

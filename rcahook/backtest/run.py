@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from rcahook.llm.backend import Backend
 
 FEATURE_RANKERS = ("features", "features-default")
-LLM_RANKERS = ("election", "logprob")
+LLM_RANKERS = ("election", "logprob", "blend")
 STORED_BASELINES = ("recency", "bm25", "path-overlap")  # random is analytic: nothing to store
 RESULTS_FORMAT = "rcahook.backtest.results/1"
 
@@ -55,6 +55,8 @@ class Settings:
     null_titles: str | None = None  # null track: file of titles from elsewhere; None: own history
     rankers: tuple[str, ...] = ("features",)  # measured rankers; baselines always run too
     llm_top: int = 40  # how many of the features ranking the LLM re-ranks
+    blend_weight: float = 0.0  # blend: the model's weight next to the features score (0: features order)
+    shuffles: int = 1  # LLM rankers: prompt orders averaged (position and label bias)
     model: str | None = None
     llm_url: str | None = None
     llm_model: str | None = None
@@ -185,7 +187,8 @@ class Replayer:
 
     def __init__(self, history: History, *, track: str, weights: Weights, culprits: dict[str, str],
                  default: Weights | None = None, load_backend: Callable[[], Backend] | None = None,
-                 llm_top: int = 40, seed: int = 0, diff_text: Callable[[str], str] | None = None,
+                 llm_top: int = 40, seed: int = 0, blend_weight: float = 0.0, shuffles: int = 1,
+                 diff_text: Callable[[str], str] | None = None,
                  graph_at: Callable[[str], CodeGraph] | None = None):
         self.history = history
         self.graph_at = graph_at  # rev -> CodeGraph at that revision (from the blob cache)
@@ -198,6 +201,8 @@ class Replayer:
         self._backend: Backend | None = None
         self.llm_top = llm_top
         self.seed = seed
+        self.blend_weight = blend_weight
+        self.shuffles = shuffles
         self.diff_text = diff_text
         self.baselines = BaselineRanker(history)
         self.fallbacks: dict[str, list[str]] = {}  # LLM ranker -> why each unusable answer fell back
@@ -214,7 +219,8 @@ class Replayer:
         """What `investigate` would have shown for this investigation at F^."""
         if ranker in LLM_RANKERS:
             spec = RankerSpec(name=ranker, weights=self.weights, backend=self.backend,
-                              llm_top=self.llm_top, seed=self.seed)
+                              llm_top=self.llm_top, seed=self.seed, blend_weight=self.blend_weight,
+                              shuffles=self.shuffles)
         else:
             spec = RankerSpec(name="features",
                               weights=self.default if ranker == "features-default" else self.weights)
@@ -257,10 +263,14 @@ class Replayer:
             raw = raw_confidence([c.probability for c in ranking.candidates[:5]])
             signals = signals_for(ranking.candidates, title=inv.title, background=ranking.retrieval.background,
                                   mass=raw).to_json()
+        blend = None
+        if ranking.blend is not None:
+            seen = [c.sha for c in ranking.retrieval.candidates[:len(ranking.blend["score"])]]
+            blend = {**ranking.blend, "culprit": seen.index(inv.culprit) if inv.culprit in seen else None}
         return Outcome(inv.fix, ranker, inv.rank_of(final), len(inv.candidates),
                        retrieved=len(stage1), stage1=inv.culprit in stage1,
                        seconds=time.perf_counter() - started, raw=raw, signals=signals,
-                       ballots=(ranking.ballots[0], ranking.ballots[1]) if ranking.ballots else None)
+                       ballots=(ranking.ballots[0], ranking.ballots[1]) if ranking.ballots else None, blend=blend)
 
 
 def _names_repository(info: dict, repository: str) -> str | None:
@@ -288,7 +298,9 @@ def ranker_config(ranker: str, settings: Settings, weights: WeightsInfo, default
         return {"weights": default.fingerprint, "signals": SIGNALS_VERSION}
     if ranker in LLM_RANKERS:
         return {"weights": weights.fingerprint, "llm_top": settings.llm_top, "model": settings.model,
-                "llm_url": settings.llm_url, "llm_model": settings.llm_model, "seed": settings.seed}
+                "llm_url": settings.llm_url, "llm_model": settings.llm_model, "seed": settings.seed,
+                **({"blend_weight": settings.blend_weight} if ranker == "blend" else {}),
+                **({"shuffles": settings.shuffles} if settings.shuffles != 1 else {})}
     return {"baseline": 1}
 
 
@@ -305,7 +317,8 @@ def results_file(path: Path, header: dict) -> ResultsFile:
 def stored_outcomes(records: Sequence[dict]) -> dict[tuple[str, str], Outcome]:
     return {(row["fix"], row["ranker"]): Outcome(
         row["fix"], row["ranker"], row["rank"], row["window"], row.get("retrieved"), row.get("stage1"),
-        row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"), ballots=_ballots(row.get("ballots")))
+        row.get("seconds", 0.0), row.get("raw"), signals=row.get("signals"), ballots=_ballots(row.get("ballots")),
+        blend=row.get("blend") if isinstance(row.get("blend"), dict) else None)
         for row in records if row.get("type") == "result"}
 
 
@@ -322,7 +335,8 @@ def outcome_record(o: Outcome, inv: Investigation | None = None) -> dict:
     extra = {"rule": inv.rule, "subject_named": inv.subject_named} if inv is not None else {}
     return {"type": "result", "fix": o.fix, "ranker": o.ranker, "rank": o.rank, "window": o.window,
             "retrieved": o.retrieved, "stage1": o.stage1, "seconds": round(o.seconds, 4), "raw": o.raw,
-            "signals": o.signals, **({"ballots": list(o.ballots)} if o.ballots else {}), **extra}
+            "signals": o.signals, **({"ballots": list(o.ballots)} if o.ballots else {}),
+            **({"blend": o.blend} if o.blend is not None else {}), **extra}
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -439,7 +453,8 @@ def run_backtest(history: History, *, repository: str, head: str, settings: Sett
     done = stored_outcomes(results.load()) if resume else {}
     replayer = Replayer(history, track=settings.track, weights=weights, default=default,
                         culprits=history.culprit_of(), load_backend=load_backend, llm_top=settings.llm_top,
-                        seed=settings.seed, diff_text=diff_text, graph_at=graph_at)
+                        seed=settings.seed, blend_weight=settings.blend_weight, shuffles=settings.shuffles,
+                        diff_text=diff_text, graph_at=graph_at)
     outcomes: dict[str, list[Outcome]] = {r: [] for r in stored}
     reused = 0
     progress = progress or Progress(enabled=False)

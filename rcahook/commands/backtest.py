@@ -15,7 +15,8 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
         llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None, sample: int | None,
         seed: int, task: str, split: str | None, output: str | None, resume: bool, fmt: str, report: str | None,
         no_update: bool, llm_timeout: float | None = None, llm_connect_timeout: float | None = None,
-        null_titles: str | None = None, jobs: int | None = None, protocol: str = "1") -> int:
+        null_titles: str | None = None, jobs: int | None = None, protocol: str = "1",
+        blend_weight: float = 0.0, shuffles: int = 1) -> int:
     for name, value in (("--window", window), ("--limit", limit), ("--sample", sample), ("--llm-top", llm_top),
                         ("--jobs", jobs)):
         if value is not None and value < 1:
@@ -36,7 +37,8 @@ def run(*, repo: str, db: str | None, window: int, track: str, rankers: tuple[st
                         llm_url=llm_url, llm_model=llm_model, llm_top=llm_top, limit=limit, sample=sample,
                         seed=seed, output=output, resume=resume, fmt=fmt, report=report,
                         llm_timeouts=(llm_connect_timeout, llm_timeout), null_titles=null_titles,
-                        jobs=jobs or os.cpu_count() or 1, protocol=protocol)
+                        jobs=jobs or os.cpu_count() or 1, protocol=protocol, blend_weight=blend_weight,
+                        shuffles=shuffles)
     finally:
         history.close()
 
@@ -57,7 +59,8 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
              model: str | None, llm_url: str | None, llm_model: str | None, llm_top: int, limit: int | None,
              sample: int | None, seed: int, output: str | None, resume: bool, fmt: str,
              report: str | None, llm_timeouts: tuple[float | None, float | None] = (None, None),
-             null_titles: str | None = None, jobs: int = 1, protocol: str = "1") -> int:
+             null_titles: str | None = None, jobs: int = 1, protocol: str = "1", blend_weight: float = 0.0,
+             shuffles: int = 1) -> int:
     from rcahook.backtest.report import build_document, print_text, write_report
     from rcahook.backtest.run import LLM_RANKERS, Settings, parse_rankers, read_null_titles, run_backtest
 
@@ -71,7 +74,7 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
                    if value]
         if ignored:
             say(f"warning: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored without an "
-                "LLM ranker; add --ranker election or --ranker logprob")
+                "LLM ranker; add --ranker election, logprob or blend")
     if model is None and llm_url is None and set(parsed) & set(LLM_RANKERS):
         # The model is the user's (environment, then their own config), as for investigate;
         # never the repository's: a backtest replays history, it does not trust it.
@@ -83,7 +86,7 @@ def _run_rca(r: Repo, history, *, db: str | None, window: int, track: str, ranke
             llm_model = user.llm_model
     settings = Settings(window=window, track=track, rankers=parsed, llm_top=llm_top,
                         model=model, llm_url=llm_url, llm_model=llm_model, limit=limit, sample=sample, seed=seed,
-                        null_titles=null_titles)
+                        null_titles=null_titles, blend_weight=blend_weight, shuffles=shuffles)
     head = r.resolve("HEAD")
     try:
         history.commit(head)

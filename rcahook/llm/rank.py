@@ -87,6 +87,31 @@ def logprob_rank(backend: Backend, incident: IncidentView, candidates: Sequence[
                        shuffles=shuffles, seed=seed, token_budget=token_budget, progress=progress)
 
 
+def label_logprobs(backend: Backend, incident: IncidentView, candidates: Sequence[CandidateView], *,
+                   shuffles: int = 1, seed: int = 0, token_budget: int = 1800) -> dict[str, float]:
+    """Each candidate's log-probability of being the one, from one prompt of all of them
+    (at most MAX_CANDIDATES): the log-softmax of the labels' logprobs, centred so that a
+    model with no opinion gives every candidate 0; averaged over `shuffles` orders and label
+    draws (position and label bias). The `blend` ranker adds it to the features score."""
+    if not 2 <= len(candidates) <= MAX_CANDIDATES:
+        raise ValueError(f"label_logprobs takes 2..{MAX_CANDIDATES} candidates, got {len(candidates)}")
+    keys = [c.key for c in candidates]
+    views = {c.key: c for c in candidates}
+    rng = random.Random(f"{seed}\x00{incident.title}\x00" + "\x00".join(sorted(views)))
+    count_tokens = getattr(backend, "count_tokens", None)
+    totals = dict.fromkeys(keys, 0.0)
+    for _ in range(shuffles):
+        shuffled = keys[:]
+        rng.shuffle(shuffled)
+        prompt = build_prompt(incident, [views[k] for k in shuffled], labels=assign_labels(len(shuffled), rng),
+                              picks=1, token_budget=token_budget, count_tokens=count_tokens)
+        logprobs = _checked(backend, backend.label_logprobs(prompt, prompt.labels), prompt.labels)
+        probs = _softmax([logprobs[label] for label in prompt.labels])
+        for key, prob in zip(prompt.keys, probs):
+            totals[key] += math.log(max(prob, 1e-12) * len(keys)) / shuffles
+    return totals
+
+
 def _tournament(backend: Backend, incident: IncidentView, candidates: Sequence[CandidateView],
                 score: _ScorePrompt, *, prompt_size: int, keep: int, shuffles: int, seed: int,
                 token_budget: int, progress: Progress | None) -> list[tuple[str, float]]:

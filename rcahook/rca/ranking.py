@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rcahook.llm.backend import Backend
     from rcahook.llm.prompt import CandidateView
 
-RANKERS = ("features", "election", "logprob")
+RANKERS = ("features", "election", "logprob")  # what investigate offers; the backtest also has "blend"
 
 
 @dataclass
@@ -33,6 +33,9 @@ class RankerSpec:
     seed: int = 0
     token_budget: int = 1800
     diff_bytes: int = 1200  # per candidate, before the prompt's own token budget trims it
+    # blend: the weight of the model's centred label log-probability added to the features
+    # score of each of the first prompt_size candidates (0: the features order, model unused)
+    blend_weight: float = 0.0
 
 
 @dataclass
@@ -44,6 +47,9 @@ class Ranking:
     notes: list[str] = field(default_factory=list)
     # election: [ballot slots the model filled, slots in all] (the rest came from stage 1's order)
     ballots: list[int] | None = None
+    # blend: the features scores and the model's centred log-probabilities of the candidates it
+    # saw, in the features order (what a held-out fit of blend_weight needs)
+    blend: dict[str, list[float]] | None = None
 
 
 class HasCommit(Protocol):
@@ -100,6 +106,29 @@ def llm_rerank(history: History, query: Query, candidates: list[Candidate], spec
     return [by_sha[key] for key, _ in ordered] + tail
 
 
+def blend_rerank(history: History, query: Query, candidates: list[Candidate], spec: RankerSpec, *,
+                 diff_text: Callable[[str], str] | None = None) -> tuple[list[Candidate], dict[str, list[float]]]:
+    """The first `spec.prompt_size` candidates reordered by features score + blend_weight x the
+    model's centred label log-probability (one conditional logit: the features ranking when
+    the weight is 0); the rest keep their order."""
+    from rcahook.llm.prompt import IncidentView
+    from rcahook.llm.rank import label_logprobs
+
+    head, tail = candidates[: spec.prompt_size], candidates[spec.prompt_size:]
+    if len(head) <= 1:
+        return candidates, {"score": [c.score for c in head], "logp": [0.0] * len(head)}
+    if spec.backend is None:
+        raise ModelUnavailableError("the blend ranker needs a model and none was loaded; "
+                                    "pass --model or --llm-url, or use --ranker features")
+    impacted = tuple(query.impacted_paths[:6]) + tuple(query.functions[:6])
+    incident = IncidentView(title=query.title, description=query.description[:600], impacted=impacted)
+    logp = label_logprobs(spec.backend, incident, candidate_views(history, head, diff_text, spec),
+                          shuffles=spec.shuffles, seed=spec.seed, token_budget=spec.token_budget)
+    combined = [c.score + spec.blend_weight * logp[c.sha] for c in head]
+    order = sorted(range(len(head)), key=lambda i: (-combined[i], i))
+    return [head[i] for i in order] + tail, {"score": [c.score for c in head], "logp": [logp[c.sha] for c in head]}
+
+
 def rank(history: History, query: Query, space: Sequence[str], base: str, *, spec: RankerSpec,
          culprits: dict[str, str] | None = None, graph: GraphHints | None = None,
          diff_text: Callable[[str], str] | None = None, config: RetrievalConfig = RetrievalConfig(),
@@ -115,5 +144,9 @@ def rank(history: History, query: Query, space: Sequence[str], base: str, *, spe
         ranking.ballots = [0, 0] if spec.name == "election" else None
         ranking.candidates = llm_rerank(history, query, ranking.candidates, spec, diff_text=diff_text,
                                         progress=progress, ballots=ranking.ballots)
+        ranking.seconds["llm"] = time.perf_counter() - t1
+    elif spec.name == "blend":
+        ranking.candidates, ranking.blend = blend_rerank(history, query, ranking.candidates, spec,
+                                                         diff_text=diff_text)
         ranking.seconds["llm"] = time.perf_counter() - t1
     return ranking
