@@ -184,3 +184,33 @@ def test_parsed_as_it_streams_in_small_reads(repo, monkeypatch, size):
     monkeypatch.setattr(gitdiff, "READ", size)
     assert gitdiff.read(r.git_dir, pairs, git_env()) == whole
     assert whole is not None and len(whole) == len(pairs)
+
+
+def test_the_user_can_keep_every_repository_on_libgit2(repo, monkeypatch):
+    repo.commit("one", {"a.py": "x = 1\n"})
+    assert Repo(repo.path)._git_diffs_usable()
+    monkeypatch.setenv("RCAHOOK_DIFFS", "libgit2")
+    assert not Repo(repo.path)._git_diffs_usable()
+
+
+def test_a_huge_commit_is_read_in_growing_pieces(repo, monkeypatch):
+    """A commit is parsed again from its start whenever its output runs past what was read:
+    the reads must grow geometrically (a pipe gives 64 KiB at a time), else a commit deleting
+    a whole monorepo tree costs its size squared (seen at 1M commits: minutes for one commit)."""
+    first = repo.commit("tree", {f"d/f{i}.c": "".join(f"int v{i}_{j};\n" for j in range(200))
+                                 for i in range(200)})
+    second = repo.commit("delete it all", {f"d/f{i}.c": None for i in range(200)})
+    attempts = []
+    real = gitdiff._commit
+
+    def counting(r, sha):
+        attempts.append(len(r.buf))
+        return real(r, sha)
+
+    monkeypatch.setattr(gitdiff, "_commit", counting)
+    monkeypatch.setattr(gitdiff, "READ", 1024)
+    r = Repo(repo.path)
+    diffs = gitdiff.read(r.git_dir, [(second, first)], git_env())
+    assert diffs is not None and len(diffs[second]) == 200 and sum(len(d.removed) for d in diffs[second]) == 40_000
+    assert attempts[-1] > 500_000  # the whole output, about 0.6 MB
+    assert len(attempts) <= 12  # doubling from 1 KiB: 11; one attempt per pipe read was 18

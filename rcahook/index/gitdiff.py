@@ -190,9 +190,18 @@ def _parsed(stdout: IO[bytes], shas: Sequence[str]) -> Iterator[tuple[str, list[
         except _Incomplete:
             if eof:  # cannot happen: a reader at eof never raises it
                 raise ParseError("output ends early") from None
-            data = stdout.read1(max(READ, len(buf) - pos))  # type: ignore[attr-defined]
-            eof = not data
-            buf, pos = buf[pos:] + data, 0
+            # At least as much again as this commit's output so far (a pipe hands over 64 KiB
+            # at a time): a commit is parsed again from its start after each read, so its
+            # reads must grow geometrically or a huge commit costs its size squared.
+            want, got = max(READ, len(buf) - pos), []
+            while want > 0:
+                data = stdout.read1(want)  # type: ignore[attr-defined]
+                if not data:
+                    eof = True
+                    break
+                got.append(data)
+                want -= len(data)
+            buf, pos = buf[pos:] + b"".join(got), 0
             continue
         pos = r.pos
         i += 1
