@@ -176,3 +176,38 @@ def test_an_index_without_terms_gains_them_on_the_next_update(indexed):
     update_graph(conn, r, "HEAD", jobs=1)  # same revision: only the terms are written
     assert local.terms_ready(conn)
     assert _assert_same(conn) > 40
+
+
+def test_past_the_budget_the_answer_stops_at_the_depth_reached(indexed, monkeypatch):
+    """On a large tree the whole graph is no fallback (68 s and 3.8 GB at 61,538 files): a
+    question that would load more than LARGE_BUDGET files keeps the levels it has, which are
+    exact; it never claims a node nearer than it is."""
+    _, _, conn = indexed
+    monkeypatch.setattr(local, "WHOLE_SHARE", 1.0)
+    full = load_graph(conn)
+    starts_full = [n for name in ("chain_a", "handle") for n in full.definitions_named(name)]
+    want = full.distances_from(starts_full, GRAPH_DEPTH)
+    monkeypatch.setattr(local, "LARGE_BUDGET", 8)
+    part = local.neighbourhood(conn, names=["chain_a", "handle"], paths=[], depth=GRAPH_DEPTH)
+    assert part is not full
+    got = part.distances_from([n for name in ("chain_a", "handle") for n in part.definitions_named(name)],
+                              GRAPH_DEPTH)
+    assert {n for n, d in got.items() if d == 0} == {n for n, d in want.items() if d == 0}
+    assert all(want[n] <= d for n, d in got.items())
+    assert len(got) < len(want)  # it stopped short
+
+
+def test_callers_past_the_budget_are_counted_from_the_terms(indexed, monkeypatch):
+    """Counting callers exactly loads every file that may call: past LARGE_BUDGET files on a
+    large tree, each name counts the files that reference it instead (no graph is built)."""
+    _, _, conn = indexed
+    exact = local.callers_counts(conn, ["handle", "link_up"])
+    assert exact["handle"] == 8 and exact["link_up"] == 1  # seven serve()s and relay(); main()
+    used = []
+    real = local._referencing_files
+    monkeypatch.setattr(local, "_referencing_files", lambda *a: used.append(1) or real(*a))
+    assert local.callers_counts(conn, ["handle", "link_up"]) == exact and not used
+    monkeypatch.setattr(local, "LARGE_BUDGET", 2)
+    monkeypatch.setattr(local, "_whole", lambda conn: pytest.fail("no graph past the budget"))
+    proxy = local.callers_counts(conn, ["handle", "link_up"])
+    assert used and proxy == {"handle": 8, "link_up": 1}  # svc*/handler.py, svc0/other.py; ip.c

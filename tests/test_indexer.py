@@ -274,3 +274,56 @@ def test_history_rev_list_equals_git_rev_list(repo, same_time):
                                                               "side").split()
     finally:
         history.close()
+
+
+def test_an_update_follows_parents_from_the_tips_and_stops_at_indexed_commits(repo):
+    """After a finished run every indexed commit's ancestors are indexed, so an update walks
+    only the new commits (libgit2's walk hiding old tips went through the whole history when
+    commit times go backwards): new branches, merges and a committer clock set far back are
+    all found, children before parents, as a full walk orders them."""
+    base = [repo.commit(f"c{i}", {"f.txt": f"{i}\n"}) for i in range(4)]
+    index(repo)
+    assert query(repo, "SELECT value FROM meta WHERE key = 'walk_complete'") == [("1",)]
+    repo.git("checkout", "-q", "-b", "side", base[1])
+    side = [repo.commit(f"side {i}", {"s.txt": f"{i}\n"}, date="2001-01-01T00:00:00+00:00") for i in range(3)]
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge side", "side")
+    merge = repo.git("rev-parse", "HEAD")
+    after = repo.commit("after the merge", {"f.txt": "x\n"})
+    result = index(repo)
+    assert result.new_commits == 5
+    everything = set(repo.git("rev-list", "--all").split())
+    assert {sha for (sha,) in query(repo, "SELECT sha FROM commits")} == everything
+    ids = dict(query(repo, "SELECT sha, id FROM commits"))
+    assert ids[after] < ids[merge] < ids[side[2]] < ids[side[1]] < ids[side[0]]  # children first
+
+
+def test_an_interrupted_run_keeps_the_full_walk_until_its_commits_have_their_parents(repo):
+    """A run stopped midway leaves commits whose parents are not indexed (children are written
+    first); if their branch is then gone, a finished run does not reach them, and the walk
+    that stops at indexed commits would never index their parents when the branch comes back.
+    Until no indexed commit lacks a parent the repository has, updates use the full walk."""
+    from rcahook.index import indexer
+
+    base = repo.commit("base", {"f.txt": "0\n"})
+    index(repo)
+    repo.git("checkout", "-q", "-b", "topic")
+    topic = [repo.commit(f"topic {i}", {"t.txt": f"{i}\n"}) for i in range(3)]
+    repo.git("checkout", "-q", "main")
+    db = repo.path / ".git" / "rcahook" / "index.sqlite"
+    conn = store.open_index(db)
+    try:  # what a run killed after its first batch leaves: the newest commit, not its parents
+        with store.transaction(conn):
+            indexer._insert(conn, [indexer._rows(Repo(repo.path).commit_record(topic[2]))])
+            store.set_meta(conn, "walk_complete", "0")
+    finally:
+        conn.close()
+    repo.git("branch", "-D", "topic")
+    repo.commit("main moves on", {"f.txt": "1\n"})
+    index(repo)
+    assert query(repo, "SELECT value FROM meta WHERE key = 'walk_complete'") == [("0",)]
+    repo.git("branch", "topic", topic[2])
+    index(repo)
+    indexed = {sha for (sha,) in query(repo, "SELECT sha FROM commits")}
+    assert set(topic) | {base} <= indexed
+    assert query(repo, "SELECT value FROM meta WHERE key = 'walk_complete'") == [("1",)]

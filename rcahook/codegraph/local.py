@@ -14,7 +14,9 @@ imports), and this module loads only the files a question can reach:
 The answer is the whole graph's, not an approximation: a breadth-first search widens the
 loaded set one level at a time, calls are resolved only from files whose every candidate
 definition is loaded (`CodeGraph.partial`), and the whole tree's candidate counts keep an
-ambiguous call ambiguous. tests/test_codegraph_local.py compares both on every start.
+ambiguous call ambiguous. tests/test_codegraph_local.py compares both on every start. One
+bound: on a tree of more than SMALL_TREE files, a neighbourhood that would load more than
+LARGE_BUDGET files is exact only to the depth reached before that.
 """
 from __future__ import annotations
 
@@ -48,6 +50,12 @@ WHOLE_SHARE = 0.2
 # does (two seconds at 7,000 files on the synthetic monorepo; code graphs are small worlds,
 # so three edges from a name often reach a fifth of the tree), once per process.
 SMALL_TREE = 10_000
+# Nor is the whole graph a fallback on a tree where a fifth is more than this many files
+# (61,538 files at 1M synthetic commits: 68 s and 3.8 GB): a question whose next level would
+# load more than this is answered from the levels already loaded, exact to that depth; what
+# lies farther counts as out of reach. Only a name defined or called across much of the
+# tree gets there, and distance from it says little.
+LARGE_BUDGET = 4_000
 
 
 # --- terms, kept up to date with graph_files ----------------------------------------------------
@@ -288,6 +296,9 @@ class _Loader:
     def too_wide(self) -> bool:
         return len(self.data) > WHOLE_SHARE * len(self.paths.paths)
 
+    def past_budget(self) -> bool:
+        return len(self.data) > LARGE_BUDGET
+
     def graph(self) -> CodeGraph:
         from rcahook.codegraph.graph import CodeGraph
 
@@ -298,7 +309,8 @@ class _Loader:
 def neighbourhood(conn: sqlite3.Connection, *, names: Iterable[str], paths: Iterable[str],
                   depth: int) -> CodeGraph:
     """A graph in which every node within `depth` edges of the definitions named `names` or in
-    the files `paths` has the same distance, definitions and callers as in the whole graph."""
+    the files `paths` has the same distance, definitions and callers as in the whole graph
+    (past LARGE_BUDGET files loaded: within the depth reached before that)."""
     loader = _Loader(conn)
     if len(loader.paths.paths) <= SMALL_TREE:
         return _whole(conn)
@@ -306,6 +318,8 @@ def neighbourhood(conn: sqlite3.Connection, *, names: Iterable[str], paths: Iter
     starts_files = loader.paths_with(DEFINES, names) | loader.paths_with(QUALIFIED, names) | set(paths)
     loader.load(starts_files)
     graph = loader.graph()
+    if loader.past_budget():
+        return graph  # the starts alone are past the budget: exact at depth 0
 
     def starts() -> list[str]:
         found = [n for name in sorted(names) for n in graph.definitions_named(name)]
@@ -330,10 +344,23 @@ def neighbourhood(conn: sqlite3.Connection, *, names: Iterable[str], paths: Iter
         callers = loader.callers_of(named)
         loader.load(to_load | callers)
         loader.close(to_close | callers)
+        if loader.past_budget():
+            return graph  # this level's graph: exact to `level` edges (LARGE_BUDGET)
         if loader.too_wide():
             return _whole(conn)
         graph = loader.graph()
     return graph
+
+
+def _referencing_files(loader: _Loader, names: set[str]) -> dict[str, int]:
+    """name -> files referencing it: what callers_counts answers when the callers' files are
+    past LARGE_BUDGET on a large tree (336 names of a 100-commit push reached 13,789 files at
+    1M synthetic commits: 49 s). A proxy for callers, read from the terms alone."""
+    counts: dict[str, int] = defaultdict(int)
+    for term, _ in loader._rows(
+            f"SELECT term, path FROM graph_terms WHERE kind = {REFERENCES} AND term IN ({{marks}})", list(names)):
+        counts[term] += 1
+    return dict(counts)
 
 
 def _whole(conn: sqlite3.Connection) -> CodeGraph:
@@ -346,15 +373,23 @@ def callers_counts(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, 
     """name -> callers of what it names (CodeGraph.callers), for those with any."""
     loader = _Loader(conn)
     names = set(names)
+    large = len(loader.paths.paths) > SMALL_TREE
     loader.load(loader.paths_with(DEFINES, names) | loader.paths_with(QUALIFIED, names))
+    if large and loader.past_budget():
+        return _referencing_files(loader, names)
     graph = loader.graph()
     named: dict[tuple[str, str], set[str]] = defaultdict(set)
     for name in names:
         for node in graph.definitions_named(name):
             data = graph.node(node)
             named[(_FAMILY.get(data["lang"], data["lang"]), data["name"])].add(data["path"])
-    loader.close(loader.callers_of(named))
-    graph = _whole(conn) if loader.too_wide() else loader.graph()
+    callers = loader.callers_of(named)
+    if large and len(callers | set(loader.data)) > LARGE_BUDGET:
+        return _referencing_files(loader, names)
+    loader.close(callers)
+    # the callers' files are all loaded and closed, so the partial graph's counts are exact;
+    # the whole graph is only cheaper to build when they are much of a small tree
+    graph = _whole(conn) if loader.too_wide() and len(loader.paths.paths) <= SMALL_TREE else loader.graph()
     counts = {}
     for name in names:
         n = len(graph.callers(name))

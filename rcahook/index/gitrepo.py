@@ -558,6 +558,30 @@ class Repo:
             self._shallow = frozenset(text.split())
         return self._shallow
 
+    def newest_ancestors(self, sha: str, n: int) -> list[str]:
+        """The first n commits of `git rev-list --date-order`-like order from sha (newest
+        commit time first among those whose children came out), in time proportional to n."""
+        import heapq
+
+        out: list[str] = []
+        seen = {sha}
+        heap = [(-self.commit_time(sha), sha)]
+        while heap and len(out) < n:
+            _, current = heapq.heappop(heap)
+            out.append(current)
+            for p in self.walk_parents(current):
+                if p not in seen:
+                    seen.add(p)
+                    heapq.heappush(heap, (-self.commit_time(p), p))
+        return out
+
+    def walk_parents(self, sha: str) -> tuple[str, ...]:
+        """The parents a walk of this repository goes on to, as `walk` sees them: none past a
+        shallow clone's boundary, only those present."""
+        if sha in self.shallow_boundary():
+            return ()
+        return tuple(p for p in self.parents(sha) if self.has_commit(p))
+
     def commit_time(self, sha: str) -> int:
         return self._get(sha, pygit2.Commit).commit_time
 

@@ -183,6 +183,62 @@ def _new_only(conn: sqlite3.Connection, shas: Sequence[str]) -> list[str]:
     return out
 
 
+def _new_commits(repo: Repo, conn: sqlite3.Connection, tips: Sequence[str], done_tips: Sequence[str], *,
+                 complete: bool) -> list[str]:
+    """The commits reachable from `tips` that the index lacks, children before parents.
+
+    libgit2's walk hiding the tips of the last run costs as much as the history when commit
+    times go backwards (6 s for one new commit at 1M commits): it walks in date order until
+    it is sure. When every indexed commit's ancestors are indexed too (`complete`: the last
+    run finished, and no earlier interrupted one left a commit without its parents), the
+    walk instead follows parents from the tips and stops at indexed commits: work in
+    proportion to what is new."""
+    if not done_tips or not complete:
+        return _new_only(conn, list(repo.walk(tips, hide=done_tips)))
+    parents_of: dict[str, tuple[str, ...]] = {}
+    stack = list(dict.fromkeys(tips))
+    while stack:
+        sha = stack.pop()
+        if sha in parents_of or conn.execute("SELECT 1 FROM commits WHERE sha = ?", (sha,)).fetchone():
+            continue
+        parents = repo.walk_parents(sha)
+        parents_of[sha] = parents
+        stack.extend(parents)
+    return _children_first(parents_of, repo)
+
+
+def _children_first(parents_of: dict[str, tuple[str, ...]], repo: Repo) -> list[str]:
+    """These commits ordered as libgit2's topological walk orders them: a commit before its
+    parents, the most recently committed first among those ready."""
+    import heapq
+
+    waiting = dict.fromkeys(parents_of, 0)  # commit -> children in the set not yet emitted
+    for parents in parents_of.values():
+        for p in parents:
+            if p in waiting:
+                waiting[p] += 1
+    ready = [(-repo.commit_time(sha), sha) for sha, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    out: list[str] = []
+    while ready:
+        _, sha = heapq.heappop(ready)
+        out.append(sha)
+        for p in parents_of[sha]:
+            if p in waiting:
+                waiting[p] -= 1
+                if waiting[p] == 0:
+                    heapq.heappush(ready, (-repo.commit_time(p), p))
+    return out
+
+
+def _orphans(conn: sqlite3.Connection, repo: Repo) -> bool:
+    """Whether an indexed commit has a parent the repository has but the index lacks (what an
+    interrupted run leaves until a later one walks through it)."""
+    missing = conn.execute("SELECT DISTINCT p.parent_sha FROM parents p LEFT JOIN commits c ON c.sha = p.parent_sha"
+                           " WHERE c.id IS NULL").fetchall()
+    return any(repo.has_commit(sha) for (sha,) in missing)
+
+
 def fill_generations(conn: sqlite3.Connection) -> int:
     """Give every commit without one its generation number (see store.SCHEMA).
 
@@ -289,7 +345,10 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
                 say("the shallow boundary moved (git fetch --deepen/--unshallow): re-reading the commits "
                     "that were at it, and walking from the tips again")
                 done_tips = []  # the old tips hide the history that just arrived
-            todo = _new_only(conn, list(repo.walk(tips, hide=done_tips)))
+            complete = store.get_meta(conn, "walk_complete") == "1"
+            todo = _new_commits(repo, conn, tips, done_tips, complete=complete)
+            with store.transaction(conn):
+                store.set_meta(conn, "walk_complete", "0")  # until this run has indexed all of it
             jobs = jobs or default_jobs()
             with _record_pool(repo, todo, jobs) as pool, \
                     progress.task("indexing commits", total=len(todo)) as advance:
@@ -310,6 +369,9 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
             with store.transaction(conn):
                 # every ancestor of these is indexed now: later walks stop there
                 store.set_meta(conn, "tips", json.dumps(_next_tips(repo, tips, done_tips)))
+                # after an interrupted run (or on an index older than this flag), only once no
+                # indexed commit lacks a parent the repository has (see _new_commits)
+                store.set_meta(conn, "walk_complete", "1" if complete or not _orphans(conn, repo) else "0")
                 store.set_meta(conn, "repo", str(repo.path))
                 store.set_meta(conn, "indexed_at", str(int(time.time())))
             if graph:

@@ -488,6 +488,9 @@ def _top_documents(query: Counter[str], *, top: int, saved: SavedState, new: dic
         times = query[term]
         scores[at] += w if times == 1 else times * w  # a document once per term: no sum within
     hits = np.flatnonzero(scores > 0)  # a term a document has weighs more than nothing
+    if len(hits) > top:  # only those scoring at least the top-th best can be in the answer (ties kept)
+        threshold = np.partition(scores[hits], len(hits) - top)[len(hits) - top]
+        hits = hits[scores[hits] >= threshold]
     names = saved.doc_names
     return sorted(((names[i], float(scores[i])) for i in hits), key=lambda hit: (-hit[1], hit[0]))[:top]
 
