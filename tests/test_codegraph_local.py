@@ -146,9 +146,14 @@ def test_terms_follow_incremental_updates(indexed):
         "c/net/link.c": '#include "link.h"\n\nint link_up(int fd) { return fd; }\n',
         "svc3/handler.py": None,
     })
-    update_graph(conn, r, "HEAD", jobs=1)
+    before = update_graph(conn, r, "HEAD~1", jobs=1).defs  # the count is kept per revision
+    state = update_graph(conn, r, "HEAD", jobs=1)
     assert local.terms_ready(conn)
     assert not conn.execute("SELECT 1 FROM graph_terms WHERE path IN ('py/pkg/util.py', 'svc3/handler.py')").fetchone()
+    # moved by the files that changed, it equals a count of every term
+    total = conn.execute("SELECT SUM(n) FROM graph_terms WHERE kind = 0").fetchone()[0]
+    assert state.defs == total != before
+    assert store.get_meta(conn, "graph_defs") == f"{r.resolve('HEAD')}:{total}"
     assert _assert_same(conn) > 40
 
 

@@ -327,3 +327,16 @@ def test_an_interrupted_run_keeps_the_full_walk_until_its_commits_have_their_par
     indexed = {sha for (sha,) in query(repo, "SELECT sha FROM commits")}
     assert set(topic) | {base} <= indexed
     assert query(repo, "SELECT value FROM meta WHERE key = 'walk_complete'") == [("1",)]
+
+
+def test_a_new_link_gets_its_old_culprit_touched_without_listing_every_culprit(repo):
+    """Once every culprit is done, an update looks only at the links its new commits make (or
+    resolve to them), not at every culprit of the history; a new fix's old culprit is done."""
+    shas = [repo.commit(f"c{i}", {f"m{i}.py": f"def f{i}(x):\n    return x + {i}\n"}) for i in range(5)]
+    index(repo, graph=True, touched_depth=1)
+    assert query(repo, "SELECT value FROM meta WHERE key = 'culprits_touched'") == [("1",)]
+    assert query(repo, "SELECT defs_done FROM commits WHERE sha = ?", shas[1]) == [(0,)]
+    repo.commit(f"Fix f1\n\nFixes: {shas[1][:12]}", {"m1.py": "def f1(x):\n    return x - 1\n"})
+    index(repo, graph=True, touched_depth=1)
+    assert query(repo, "SELECT defs_done FROM commits WHERE sha = ?", shas[1]) == [(1,)]
+    assert query(repo, "SELECT defs_done FROM commits WHERE sha = ?", shas[2]) == [(0,)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rcahook.codegraph.build import (
@@ -177,12 +177,17 @@ def newest_commits(conn: sqlite3.Connection, depth: int | None) -> list[int] | N
         "SELECT id FROM commits ORDER BY generation DESC, committer_time DESC, id LIMIT ?", (depth,))]
 
 
-def culprit_commits(conn: sqlite3.Connection) -> list[int]:
+def culprit_commits(conn: sqlite3.Connection, among: Sequence[str] | None = None) -> list[int]:
     """The commits that resolved culprit links name, not done yet: the risk scan learns what each touched
-    (risk.state.history_state, which reads them without a repository), however old."""
-    return [cid for (cid,) in conn.execute(
-        "SELECT DISTINCT c.id FROM links l JOIN commits c ON c.sha = l.culprit_sha"
-        " WHERE l.status = 'resolved' AND c.defs_done = 0")]  # only those still to do (59k at 1M)
+    (risk.state.history_state, which reads them without a repository), however old. With
+    `among` (shas), only the links these commits make or that name one of them."""
+    sql = ("SELECT DISTINCT c.id FROM links l JOIN commits c ON c.sha = l.culprit_sha"
+           " WHERE l.status = 'resolved' AND c.defs_done = 0")
+    if among is None:
+        return [cid for (cid,) in conn.execute(sql)]
+    by_fix = store.rows_in(conn, sql + " AND l.fix_id IN (SELECT id FROM commits WHERE sha IN ({marks}))", among)
+    by_culprit = store.rows_in(conn, sql + " AND l.culprit_sha IN ({marks})", among)
+    return sorted({cid for (cid,) in [*by_fix, *by_culprit]})
 
 
 def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: int | None,
