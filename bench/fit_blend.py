@@ -122,6 +122,14 @@ def main() -> None:
 
     print(f"| pooled (held out) | {len(pooled_f)} | | {share(pooled_f, 1):.3f} / {share(pooled_f, 5):.3f} | "
           f"{share(pooled_c, 1):.3f} / {share(pooled_c, 5):.3f} |")
+    seen = [c for cs in data.values() for c in cs if c.culprit is not None]
+    if seen:  # the model on its own, among the candidates it was shown
+        alone = [1 + sum(1 for v in c.logp if v > c.logp[c.culprit]) for c in seen]
+        chance1 = sum(1 / len(c.logp) for c in seen) / len(seen)
+        chance5 = sum(min(5, len(c.logp)) / len(c.logp) for c in seen) / len(seen)
+        print(f"\nthe model alone, over the {len(seen)} investigations whose root cause it saw: top-1 "
+              f"{sum(r == 1 for r in alone) / len(seen):.3f} (chance {chance1:.3f}), top-5 "
+              f"{sum(r <= 5 for r in alone) / len(seen):.3f} (chance {chance5:.3f})")
     everything = [c for cs in data.values() for c in cs]
     print(f"\nw fitted on all {len(everything)} (in-sample): {fit(everything):.3f}; log-likelihood at 0: "
           f"{loglik(everything, 0.0):.1f}, at the fit: {loglik(everything, fit(everything)):.1f}")
