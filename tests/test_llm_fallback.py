@@ -309,7 +309,7 @@ def test_backtest_warns_about_model_options_without_an_llm_ranker(demo, tmp_path
     result = rcahook("backtest", "--repo", str(demo.repo), "--no-update", "--llm-url", "http://127.0.0.1:9",
                      "--limit", "1", "--window", "60", "--format", "json", "--output", str(tmp_path / "r.jsonl"))
     assert result.code == 0, result.err
-    assert "--llm-url is ignored without an LLM ranker; add --ranker election or --ranker logprob" in result.err
+    assert "--llm-url is ignored without an LLM ranker; add --ranker election, logprob or blend" in result.err
 
 
 def test_redirects_are_not_followed(scripted, monkeypatch):

@@ -540,11 +540,13 @@ class Repo:
         """Whether `git diff-tree` may read this repository's diffs: not for a partial clone,
         whose missing blobs the git command would fetch (libgit2 reports them instead)."""
         if self._git_diffs is None:
-            config = self._repo.config
-            promisor = any(entry.name.lower() == "extensions.partialclone" or
-                           (entry.name.lower().startswith("remote.") and entry.name.lower().endswith(".promisor")
-                            and str(entry.value).lower() in ("true", "yes", "on", "1"))
-                           for entry in config)
+            try:
+                promisor = any(entry.name.lower() == "extensions.partialclone" or
+                               (entry.name.lower().startswith("remote.") and entry.name.lower().endswith(".promisor")
+                                and str(entry.value).lower() in ("true", "yes", "on", "1"))
+                               for entry in self._repo.config)
+            except (pygit2.GitError, ValueError, KeyError):  # a config libgit2 cannot read: git may not either
+                promisor = True
             self._git_diffs = not promisor and os.environ.get("RCAHOOK_DIFFS") != "libgit2"
         return self._git_diffs
 
