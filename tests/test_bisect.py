@@ -154,9 +154,12 @@ def test_max_runs_stops_and_reports_what_is_left(repo, history):
 
 def _start(repo, cmd: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # Ctrl-C as a terminal sends it: a test run started in the background by a shell without
+    # job control (CI scripts, nohup ... &) inherits SIGINT ignored, and so would rcahook
     return subprocess.Popen([sys.executable, "-m", "rcahook", "bisect", "--repo", str(repo.path), "--cmd", cmd,
                              "--good", repo.git("rev-list", "--max-parents=0", "HEAD"), "--bad", "HEAD", *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(predicate, what: str, seconds: float = 60) -> None:
