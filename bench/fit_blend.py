@@ -131,8 +131,9 @@ def main() -> None:
               f"{sum(r == 1 for r in alone) / len(seen):.3f} (chance {chance1:.3f}), top-5 "
               f"{sum(r <= 5 for r in alone) / len(seen):.3f} (chance {chance5:.3f})")
     everything = [c for cs in data.values() for c in cs]
-    print(f"\nw fitted on all {len(everything)} (in-sample): {fit(everything):.3f}; log-likelihood at 0: "
-          f"{loglik(everything, 0.0):.1f}, at the fit: {loglik(everything, fit(everything)):.1f}")
+    w_all = fit(everything)
+    print(f"\nw fitted on all {len(everything)} (in-sample): {w_all:.3f}; log-likelihood at 0: "
+          f"{loglik(everything, 0.0):.1f}, at the fit: {loglik(everything, w_all):.1f}")
 
 
 if __name__ == "__main__":

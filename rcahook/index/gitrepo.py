@@ -13,6 +13,7 @@ git command line instead, with inherited GIT_* variables scrubbed and hooks off 
 """
 from __future__ import annotations
 
+import heapq
 import os
 import re
 import subprocess
@@ -563,8 +564,6 @@ class Repo:
     def newest_ancestors(self, sha: str, n: int) -> list[str]:
         """The first n commits of `git rev-list --date-order`-like order from sha (newest
         commit time first among those whose children came out), in time proportional to n."""
-        import heapq
-
         out: list[str] = []
         seen = {sha}
         heap = [(-self.commit_time(sha), sha)]

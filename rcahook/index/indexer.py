@@ -11,6 +11,7 @@ only: a library exception may not survive pickling on its way back.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 import time
@@ -210,8 +211,6 @@ def _new_commits(repo: Repo, conn: sqlite3.Connection, tips: Sequence[str], done
 def _children_first(parents_of: dict[str, tuple[str, ...]], repo: Repo) -> list[str]:
     """These commits ordered as libgit2's topological walk orders them: a commit before its
     parents, the most recently committed first among those ready."""
-    import heapq
-
     waiting = dict.fromkeys(parents_of, 0)  # commit -> children in the set not yet emitted
     for parents in parents_of.values():
         for p in parents:
