@@ -322,6 +322,37 @@ def test_parallel_workers_give_the_same_rows(repo, monkeypatch):
     conn.close()
 
 
+def test_touched_pass_parses_the_head_files_it_reaches_for_the_graph(repo, monkeypatch):
+    """The first index's touched pass caches the full parse (references too) of the HEAD blobs
+    its commits reach, from the tree it re-parsed; the code graph parses only the others, and
+    what it holds equals a parse from nothing."""
+    from rcahook.codegraph import parse as parse_module
+    from rcahook.codegraph.parse import ParsedFile
+
+    repo.commit("old", {"old.c": "static int old(void) { return helper(1); }\n"})
+    for i in range(4):
+        repo.commit(f"v{i}", {
+            "app.py": "".join(f"def f{j}():\n    return g{j}({i})\n\n\n" for j in range(i + 2)),
+            "lib.c": "".join(f"int c{j}(int x) {{ return helper(x + {i}); }}\n" for j in range(i + 2)),
+        })
+    graph_parsed = []
+    real = build.parse_blob
+    monkeypatch.setattr(build, "parse_blob", lambda repo_, path, blob, *, full: graph_parsed.append(path)
+                        or real(repo_, path, blob, full=full))
+    db = repo.path / ".git" / "rcahook" / "index.sqlite"
+    index_repository(Repo(repo.path), db, graph=True, jobs=1, touched_depth=4)  # "old" is left for later
+    assert graph_parsed == ["old.c"]  # app.py and lib.c came from the touched pass
+    conn = store.open_index(db)
+    stored = {path: ParsedFile.from_json(build.unpack_parse(data)) for path, data, full in conn.execute(
+        "SELECT g.path, b.data, b.full FROM graph_files g JOIN blob_parse b ON b.blob = g.blob") if full}
+    conn.close()
+    assert sorted(stored) == ["app.py", "lib.c", "old.c"]
+    parse_module._local.__dict__.clear()  # no cached tree: a parse from nothing
+    for path, parsed in stored.items():
+        fresh = parse_source(path, (repo.path / path).read_bytes(), with_references=True)
+        assert parsed == fresh and parsed.references, path
+
+
 # --- the incremental re-parse from diff hunks -------------------------------------------------------
 
 _HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
@@ -440,14 +471,155 @@ _SOURCES = {
         {
         \treturn add(fd, 0);
         }
+
+        typedef struct node {
+        \tstruct inner { int v; } in;
+        \tunion { int a; float b; } u;
+        } node_t;
+
+        enum color { RED, GREEN };
+
+        #define SQUARE(x) ((x) * (x))
+        #if defined(A)
+        static void a_only(void) { add(1, 1); }
+        #elif defined(B)
+        static void b_only(void) { add(2, 2); }
+        #else
+        static void neither(void) { add(3, 3); }
+        #endif
+        """),
+    "cpp": _src("""
+        #include <vector>
+
+        namespace outer {
+        namespace inner {
+
+        template <typename T>
+        class Box {
+         public:
+          T get() const { return value_; }
+          void set(T v) { value_ = v; }
+         private:
+          T value_;
+        };
+
+        }  // namespace inner
+
+        int Widget::size() const {
+          return items_.size();
+        }
+
+        template <typename T>
+        T twice(T x) {
+          return x + x;
+        }
+
+        extern "C" {
+        int c_entry(void) { return twice(1); }
+        }
+
+        using Alias = inner::Box<int>;
+        }  // namespace outer
+        """),
+    "go": _src("""
+        package shop
+
+        import "fmt"
+
+        type Item struct {
+        \tName string
+        }
+
+        type Seller interface {
+        \tSell(i Item) error
+        }
+
+        type ID int
+
+        func (s *Shop) Sell(i Item) error {
+        \treturn fmt.Errorf("no %s", i.Name)
+        }
+
+        func New() *Shop {
+        \treturn &Shop{}
+        }
+
+        type (
+        \tA struct{}
+        \tB = A
+        )
+        """),
+    "java": _src("""
+        package shop;
+
+        import java.util.List;
+
+        public class Shop {
+            private List<String> items;
+
+            public Shop() {
+                this.items = null;
+            }
+
+            public int size() {
+                return items.size();
+            }
+
+            interface Listener {
+                void changed(int n);
+            }
+
+            enum Kind {
+                A, B;
+                int code() { return 1; }
+            }
+
+            record Pair(int a, int b) {}
+        }
+        """),
+    "rs": _src("""
+        use std::fmt;
+
+        pub struct Shop {
+            items: Vec<u32>,
+        }
+
+        impl Shop {
+            pub fn new() -> Self {
+                fn helper() -> u32 { 1 }
+                Shop { items: vec![helper()] }
+            }
+
+            pub fn size(&self) -> usize {
+                self.items.len()
+            }
+        }
+
+        pub trait Seller {
+            fn sell(&self) -> u32;
+        }
+
+        mod inner {
+            pub enum Kind { A, B }
+            macro_rules! twice { ($x:expr) => { $x * 2 }; }
+        }
+
+        impl fmt::Display for Shop {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result { write!(f, "shop") }
+        }
         """),
 }
 
 
+@pytest.mark.parametrize("how", ["hunks", "line diff"])
 @pytest.mark.parametrize("ext", sorted(_SOURCES))
-def test_reparse_from_hunks_matches_a_fresh_parse(tmp_path, ext):
+def test_reparse_from_hunks_matches_a_fresh_parse(tmp_path, monkeypatch, ext, how):
     """Random line edits (syntax errors included): the re-parse from the previous version,
-    with its definitions re-used where nothing changed, must read as a fresh parse does."""
+    with its definitions re-used where nothing changed, must read as a fresh parse does;
+    from the commit's hunks, or (a version far from the one parsed before) from a line diff
+    of the two versions."""
+    if how == "line diff":
+        monkeypatch.setattr("rcahook.codegraph.parse._DIFF_MIN_SPAN", 0)  # these files are small
     rng = random.Random(ext)
     base = _SOURCES[ext].encode().split(b"\n")
     text = b"\n".join(base)
@@ -471,7 +643,8 @@ def test_reparse_from_hunks_matches_a_fresh_parse(tmp_path, ext):
         if text != new:
             assert _hunk_edits(text, new, hunks) is not None
         fresh = parse_source(f"fresh{trial}.{ext}", new)
-        with_hunks = parse_source(f"inc.{ext}", new, hunks=hunks, with_references=trial % 2 == 0)
+        with_hunks = parse_source(f"inc.{ext}", new, hunks=hunks if how == "hunks" else None,
+                                  with_references=trial % 2 == 0)
         assert with_hunks.definitions == fresh.definitions, (trial, new.decode())
         if trial % 2 == 0:
             assert with_hunks == fresh

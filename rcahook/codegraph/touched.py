@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rcahook.codegraph.build import (
@@ -41,22 +41,22 @@ _TASK_MAX = 256  # changes per task
 
 # (commit id, path, old path or None, hunks text, old blob, new blob): one file of one commit
 _Change = tuple[int, str, str | None, str, str | None, str | None]
-# (changes old -> new, {blob: cached parse, as blob_parse holds it})
-_Task = tuple[list[_Change], dict[str, bytes | str]]
+# (changes old -> new, {blob: cached parse, as blob_parse holds it}, blobs to parse in full)
+_Task = tuple[list[_Change], dict[str, bytes | str], frozenset[str]]
 
 
 def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tuple], int]:
     """(commit ids, changes, touched rows, new blob_parse rows, oversize blobs) for one task."""
-    from rcahook.codegraph.parse import ParsedFile, definitions_touching, parse_source
+    from rcahook.codegraph.parse import ParsedFile, Spans, definitions_touching, parse_source, spans
 
-    changes, cached = task
+    changes, cached, full = task
     repo = worker_repo()
-    memo: OrderedDict[str, tuple] = OrderedDict()
+    memo: OrderedDict[str, Spans | None] = OrderedDict()  # blob -> its definitions (None: none)
     last_parsed: dict[str, str] = {}  # path -> blob of the parser's cached tree for it
-    parses: list[tuple[str, str, bytes]] = []  # (blob, language, packed parse)
+    parses: list[tuple[str, str, int, bytes]] = []  # (blob, language, full, packed parse)
     oversize = 0
 
-    def definitions(blob: str, path: str, hunks=None, previous: str | None = None) -> tuple:
+    def definitions(blob: str, path: str, hunks=None, previous: str | None = None) -> Spans | None:
         nonlocal oversize
         if blob in memo:
             memo.move_to_end(blob)
@@ -71,24 +71,26 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
             else:
                 # the hunks lead from the previous version: only of use if that is the cached tree
                 reuse = hunks if previous and last_parsed.get(path) == previous else None
-                parsed = parse_source(path, data, with_references=False, hunks=reuse)
+                # a blob the code graph wants whole (references too): read from the tree at hand
+                # here, instead of parsed again from nothing by update_graph
+                parsed = parse_source(path, data, with_references=blob in full, hunks=reuse)
                 last_parsed[path] = blob
                 if parsed is not None:  # None only for a path of no known language: callers check first
                     defs = parsed.definitions
-                    parses.append((blob, parsed.lang, pack_parse(parsed)))
-        memo[blob] = defs
+                    parses.append((blob, parsed.lang, int(blob in full), pack_parse(parsed)))
+        memo[blob] = found = spans(defs) if defs else None
         if len(memo) > _MEMO:
             memo.popitem(last=False)
-        return defs
+        return found
 
     rows: list[tuple] = []
     for commit_id, path, old_path, hunks_text, old_blob, new_blob in changes:
         hunks = parse_hunks(hunks_text)
         before = old_path or path
         # old before new: the order in which the parser re-uses the previous tree
-        old_defs = definitions(old_blob, before) if old_blob and language_for(before) else ()
+        old_defs = definitions(old_blob, before) if old_blob and language_for(before) else None
         new_defs = (definitions(new_blob, path, hunks, old_blob if before == path else None)
-                    if new_blob and language_for(path) else ())
+                    if new_blob and language_for(path) else None)
         seen: set[str] = set()
         for side, defs, ranges in (("new", new_defs, [(h[2], h[3]) for h in hunks]),
                                    ("old", old_defs, [(h[0], h[1]) for h in hunks])):
@@ -146,11 +148,13 @@ def _group(changes: list[_Change]) -> list[list[_Change]]:
     return [group[i:i + _TASK_MAX] for group in groups.values() for i in range(0, len(group), _TASK_MAX)]
 
 
-def _tasks(conn: sqlite3.Connection, groups: list[list[_Change]]) -> list[_Task]:
+def _tasks(conn: sqlite3.Connection, groups: list[list[_Change]], full: Collection[str]) -> list[_Task]:
     blobs = {b for changes in groups for c in changes for b in c[4:] if b}
     data: dict[str, bytes | str] = dict(store.rows_in(
         conn, "SELECT blob, data FROM blob_parse WHERE blob IN ({marks})", sorted(blobs)))
-    tasks = [(changes, {b: data[b] for c in changes for b in c[4:] if b in data}) for changes in groups]
+    tasks = [(changes, {b: data[b] for c in changes for b in c[4:] if b in data},
+              frozenset(b for c in changes for b in c[4:] if b and b in full and b not in data))
+             for changes in groups]
     # Longest first: one long file history should not be what the last worker is left with.
     tasks.sort(key=lambda t: -len(t[0]))
     return tasks
@@ -191,7 +195,8 @@ def culprit_commits(conn: sqlite3.Connection, among: Sequence[str] | None = None
 
 
 def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: int | None,
-              progress: Progress) -> Iterator[tuple[list[int], list[tuple], list[tuple], int]]:
+              progress: Progress, full: Collection[str] = frozenset(),
+              ) -> Iterator[tuple[list[int], list[tuple], list[tuple], int]]:
     """(commits now complete, touched rows, new blob_parse rows, oversize blobs), as tasks come back."""
     changes = _pending_changes(conn, todo)
     groups = _group(changes)
@@ -199,7 +204,7 @@ def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: in
     for group in groups:
         for cid in {c[0] for c in group}:
             remaining[cid] += 1
-    tasks = _tasks(conn, groups)
+    tasks = _tasks(conn, groups, full)
     if len(changes) < PARALLEL_MIN_BLOBS:
         jobs = 1
     yield [cid for cid in todo if cid not in remaining], [], [], 0  # nothing to parse: done already
@@ -217,9 +222,12 @@ def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: in
 
 
 def update_touched(conn: sqlite3.Connection, repo: Repo, *, commits: Iterable[int] | None = None,
-                   progress: Progress | None = None, jobs: int | None = None) -> int:
+                   progress: Progress | None = None, jobs: int | None = None,
+                   full: Collection[str] = frozenset()) -> int:
     """Record the touched definitions of every commit not done yet, or of those among
-    `commits` (ids); returns how many commits."""
+    `commits` (ids); returns how many commits. Blobs among `full` (those the code graph is
+    about to parse: build.graph_blobs_wanted) that a commit's diff reaches are cached with
+    their references too: their tree is at hand here, re-parsed from the version before."""
     progress = progress or Progress(enabled=False)
     todo = pending(conn, commits)
     with store.transaction(conn):
@@ -244,7 +252,7 @@ def update_touched(conn: sqlite3.Connection, repo: Repo, *, commits: Iterable[in
 
     last_flush = time.monotonic()
     for task_done, task_rows, task_parses, task_oversize in _computed(conn, repo, todo, jobs=jobs,
-                                                                      progress=progress):
+                                                                      progress=progress, full=full):
         rows.extend(task_rows)
         parses.extend(task_parses)
         done.extend(task_done)
@@ -263,7 +271,10 @@ def _delete_rows(conn: sqlite3.Connection, ids: list[int]) -> None:
 
 
 def _write(conn: sqlite3.Connection, rows: list[tuple], parses: list[tuple], done: list[int], oversize: int) -> None:
-    conn.executemany("INSERT OR IGNORE INTO blob_parse VALUES (?, ?, 0, ?)", parses)
+    # a full parse replaces a definitions-only one, never the other way round
+    conn.executemany("INSERT INTO blob_parse VALUES (?, ?, ?, ?) ON CONFLICT(blob) DO UPDATE"
+                     " SET full = excluded.full, data = excluded.data WHERE excluded.full > blob_parse.full",
+                     parses)
     conn.executemany("INSERT INTO touched VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.executemany("UPDATE commits SET defs_done=1 WHERE id=?", [(c,) for c in done])
     if oversize:

@@ -90,6 +90,22 @@ class _Reader:
         self.pos = end + 1
         return out
 
+    def lines(self, n: int, head: bytes) -> list[bytes]:
+        """The next n lines, each starting with `head` (a hunk's "-" or "+" lines)."""
+        buf, pos, out = self.buf, self.pos, []
+        for _ in range(n):
+            end = buf.find(b"\n", pos)
+            if end < 0:
+                if not self.eof:
+                    raise _Incomplete
+                end = len(buf)
+            if buf[pos:pos + 1] != head:
+                raise ParseError("hunk shorter than its header says")
+            out.append(buf[pos:end])
+            pos = end + 1
+        self.pos = pos
+        return out
+
     def at(self, prefix: bytes | tuple[bytes, ...]) -> bool:
         if self.buf.startswith(prefix, self.pos):
             return True
@@ -141,17 +157,13 @@ def _patch(r: _Reader, entry: FileDiff) -> None:
         a, b, c, d = m.groups()
         old_lines, new_lines = int(b) if b is not None else 1, int(d) if d is not None else 1
         hunks.append((int(a), old_lines, int(c), new_lines))
-        for _ in range(old_lines + new_lines):  # -U0: no context lines, only these
-            text = r.line()
-            head = text[:1]
-            if head == b"-":
-                removed.append(text)
-            elif head == b"+":
-                added.append(text)
-            else:
-                raise ParseError("hunk shorter than its header says")
-            if r.at(b"\\"):  # "\ No newline at end of file"
-                r.line()
+        # -U0: no context lines; a change's removed lines, then its added ones, each side
+        # followed by "\ No newline at end of file" where it ends the file without one
+        for count, head, side in ((old_lines, b"-", removed), (new_lines, b"+", added)):
+            if count:
+                side += r.lines(count, head)
+                if r.at(b"\\"):
+                    r.line()
     entry.hunks, entry.added, entry.removed = tuple(hunks), tuple(added), tuple(removed)
 
 

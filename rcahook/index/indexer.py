@@ -386,13 +386,15 @@ def index_repository(repo: Repo, db_path: Path, *, revs: Sequence[str] = (), gra
             if graph:
                 from rcahook.codegraph import build
                 from rcahook.codegraph import touched as history
+                graph_rev = graph_at or "HEAD"
                 result.touched_commits = history.update_touched(
-                    conn, repo, commits=touched_now(conn, touched_depth, todo), progress=progress, jobs=jobs)
+                    conn, repo, commits=touched_now(conn, touched_depth, todo), progress=progress, jobs=jobs,
+                    full=build.graph_blobs_wanted(conn, repo, graph_rev))
                 if touched_depth:  # the culprits are done (update_touched returns when all are)
                     with store.transaction(conn):
                         store.set_meta(conn, "culprits_touched", "1")
                 result.touched_pending = conn.execute("SELECT COUNT(*) FROM commits WHERE defs_done=0").fetchone()[0]
-                state = build.update_graph(conn, repo, graph_at or "HEAD", progress=progress)
+                state = build.update_graph(conn, repo, graph_rev, progress=progress)
                 result.graph_rev, result.graph_files = state.rev, state.files
             result.total_commits = conn.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
             if repo.is_shallow:
