@@ -323,9 +323,9 @@ def test_parallel_workers_give_the_same_rows(repo, monkeypatch):
 
 
 def test_touched_pass_parses_the_head_files_it_reaches_for_the_graph(repo, monkeypatch):
-    """The first index's touched pass caches the full parse (references too) of the HEAD blobs
-    its commits reach, from the tree it re-parsed; the code graph parses only the others, and
-    what it holds equals a parse from nothing."""
+    """The first index's touched pass caches the full parse (references too) of the HEAD blobs:
+    those its commits reach from the tree it re-parsed, the others alongside; the code graph
+    parses none itself, and what it holds equals a parse from nothing."""
     from rcahook.codegraph import parse as parse_module
     from rcahook.codegraph.parse import ParsedFile
 
@@ -341,7 +341,7 @@ def test_touched_pass_parses_the_head_files_it_reaches_for_the_graph(repo, monke
                         or real(repo_, path, blob, full=full))
     db = repo.path / ".git" / "rcahook" / "index.sqlite"
     index_repository(Repo(repo.path), db, graph=True, jobs=1, touched_depth=4)  # "old" is left for later
-    assert graph_parsed == ["old.c"]  # app.py and lib.c came from the touched pass
+    assert graph_parsed == []  # app.py and lib.c reached by commits, old.c alongside them
     conn = store.open_index(db)
     stored = {path: ParsedFile.from_json(build.unpack_parse(data)) for path, data, full in conn.execute(
         "SELECT g.path, b.data, b.full FROM graph_files g JOIN blob_parse b ON b.blob = g.blob") if full}

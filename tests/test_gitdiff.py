@@ -14,7 +14,7 @@ from rcahook.index.gitrepo import Repo, git_env
 
 def _edge_history(repo) -> list[str]:
     """Commits covering what a diff can hold: every status, odd paths, binary, no newline at
-    the end, empty and merge commits, a symlink, CRLF."""
+    the end, empty and merge commits, a symlink, type changes, CRLF."""
     shas = [repo.commit("root: several files", {
         "src/a.c": "".join(f"int f{i}(void) {{ return {i}; }}\n" for i in range(40)),
         "doc/readme.md": "# readme\n\nsome words\n",
@@ -41,6 +41,11 @@ def _edge_history(repo) -> list[str]:
     os.symlink("src/a.c", repo.path / "link")
     os.chmod(repo.path / "new/place.py", 0o755)
     shas.append(repo.commit("symlink and mode change"))
+    (repo.path / "nonl.txt").unlink()
+    os.symlink("src/a.c", repo.path / "nonl.txt")
+    (repo.path / "link").unlink()
+    (repo.path / "link").write_text("a file now\n")
+    shas.append(repo.commit("type changes: a file becomes a symlink, a symlink a file"))
     shas.append(repo.commit("empty commit"))
     repo.git("checkout", "-q", "-b", "side", shas[2])
     side = repo.commit("side work", {"side.go": "package side\n\nfunc S() int { return 1 }\n"})

@@ -248,21 +248,22 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
     return GraphState(rev=sha, files=files, defs=defs, edges=None, parsed=parsed, skipped=skipped)
 
 
-def graph_blobs_wanted(conn: sqlite3.Connection, repo: Repo, rev: str) -> set[str]:
-    """The blobs `update_graph(rev)` will parse, their full parse not cached yet: those of the
-    files changed since the recorded `graph_rev`, or of the whole tree at a first build. The
-    touched pass that runs before it parses them whole where a commit's diff reaches them."""
+def graph_blobs_wanted(conn: sqlite3.Connection, repo: Repo, rev: str) -> dict[str, str]:
+    """{blob: path} of what `update_graph(rev)` will parse, its full parse not cached yet: the
+    files changed since the recorded `graph_rev`, or the whole tree at a first build (the
+    touched pass that runs before it parses them: touched.update_touched)."""
     sha = repo.resolve(rev)
     previous = store.get_meta(conn, "graph_rev")
     if previous == sha:
-        return set()
+        return {}
     entries: list[tuple[str, str, int | None]]
     if previous and repo.has_commit(previous):
         entries = [(path, blob, None) for path, _, blob in repo.changed_paths(previous, sha) if blob]
     else:
         entries = [(e.path, e.blob, e.size) for e in repo.list_tree(sha)]
-    wanted = set(_classify(entries)[0].values())
-    return wanted - cached_blobs(conn, wanted, full=True)
+    wanted = {blob: path for path, blob in _classify(entries)[0].items()}
+    have = cached_blobs(conn, wanted, full=True)
+    return {blob: path for blob, path in wanted.items() if blob not in have}
 
 
 def _update_files(conn: sqlite3.Connection, repo: Repo, previous: str, sha: str, *,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from rcahook.codegraph.build import (
@@ -41,15 +41,17 @@ _TASK_MAX = 256  # changes per task
 
 # (commit id, path, old path or None, hunks text, old blob, new blob): one file of one commit
 _Change = tuple[int, str, str | None, str, str | None, str | None]
-# (changes old -> new, {blob: cached parse, as blob_parse holds it}, blobs to parse in full)
-_Task = tuple[list[_Change], dict[str, bytes | str], frozenset[str]]
+# (changes old -> new, {blob: cached parse, as blob_parse holds it}, {blob: language} of the
+# blobs to parse in full (references too) for the code graph, [(path, blob)] that only the graph wants)
+_Task = tuple[list[_Change], dict[str, bytes | str], dict[str, str], list[tuple[str, str]]]
+_GRAPH_CHUNK = 16  # graph files per task, for those no commit of the pass reaches
 
 
 def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tuple], int]:
     """(commit ids, changes, touched rows, new blob_parse rows, oversize blobs) for one task."""
     from rcahook.codegraph.parse import ParsedFile, Spans, definitions_touching, parse_source, spans
 
-    changes, cached, full = task
+    changes, cached, full, graph_only = task
     repo = worker_repo()
     memo: OrderedDict[str, Spans | None] = OrderedDict()  # blob -> its definitions (None: none)
     last_parsed: dict[str, str] = {}  # path -> blob of the parser's cached tree for it
@@ -73,11 +75,12 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
                 reuse = hunks if previous and last_parsed.get(path) == previous else None
                 # a blob the code graph wants whole (references too): read from the tree at hand
                 # here, instead of parsed again from nothing by update_graph
-                parsed = parse_source(path, data, with_references=blob in full, hunks=reuse)
+                whole = full.get(blob) == language_for(path)  # as the graph's path reads it
+                parsed = parse_source(path, data, with_references=whole, hunks=reuse)
                 last_parsed[path] = blob
                 if parsed is not None:  # None only for a path of no known language: callers check first
                     defs = parsed.definitions
-                    parses.append((blob, parsed.lang, int(blob in full), pack_parse(parsed)))
+                    parses.append((blob, parsed.lang, int(whole), pack_parse(parsed)))
         memo[blob] = found = spans(defs) if defs else None
         if len(memo) > _MEMO:
             memo.popitem(last=False)
@@ -98,6 +101,11 @@ def _touched_in_task(task: _Task) -> tuple[list[int], int, list[tuple], list[tup
                 if d.qualname not in seen:
                     seen.add(d.qualname)
                     rows.append((commit_id, path, d.name, d.qualname, d.kind, side))
+    for path, blob in graph_only:
+        data = read_source(repo, blob)
+        parsed = None if isinstance(data, str) else parse_source(path, data)  # else build says why
+        if parsed is not None:
+            parses.append((blob, parsed.lang, 1, pack_parse(parsed)))
     return list(dict.fromkeys(c[0] for c in changes)), len(changes), rows, parses, oversize
 
 
@@ -148,15 +156,32 @@ def _group(changes: list[_Change]) -> list[list[_Change]]:
     return [group[i:i + _TASK_MAX] for group in groups.values() for i in range(0, len(group), _TASK_MAX)]
 
 
-def _tasks(conn: sqlite3.Connection, groups: list[list[_Change]], full: Collection[str]) -> list[_Task]:
+def _tasks(conn: sqlite3.Connection, groups: list[list[_Change]], full: Mapping[str, str]) -> list[_Task]:
     blobs = {b for changes in groups for c in changes for b in c[4:] if b}
     data: dict[str, bytes | str] = dict(store.rows_in(
         conn, "SELECT blob, data FROM blob_parse WHERE blob IN ({marks})", sorted(blobs)))
-    tasks = [(changes, {b: data[b] for c in changes for b in c[4:] if b in data},
-              frozenset(b for c in changes for b in c[4:] if b and b in full and b not in data))
-             for changes in groups]
+    lang = {blob: language_for(path) or "" for blob, path in full.items()}
+    tasks: list[_Task] = [(changes, {b: data[b] for c in changes for b in c[4:] if b in data},
+                           {b: lang[b] for c in changes for b in c[4:] if b in lang and b not in data}, [])
+                          for changes in groups]
     # Longest first: one long file history should not be what the last worker is left with.
     tasks.sort(key=lambda t: -len(t[0]))
+    # The graph's files no commit here reaches: at the end of the task holding the latest
+    # versions of their path (re-parsed from the last of them, a line diff apart: 4 to 6 times
+    # cheaper than from nothing), the others last, in small tasks that fill the workers' tails.
+    # The graph then finds every file parsed (one reached through a commit could still be
+    # under another path's language: the graph parses those itself).
+    reached = {blob for task in tasks for blob in task[2]}
+    latest = {change[1]: task for task in tasks for change in task[0]}  # pieces run old to new
+    rest = []
+    for blob, path in sorted(full.items(), key=lambda item: item[1]):
+        if blob in reached:
+            continue
+        if path in latest:
+            latest[path][3].append((path, blob))
+        else:
+            rest.append((path, blob))
+    tasks += [([], {}, {}, rest[i:i + _GRAPH_CHUNK]) for i in range(0, len(rest), _GRAPH_CHUNK)]
     return tasks
 
 
@@ -195,7 +220,7 @@ def culprit_commits(conn: sqlite3.Connection, among: Sequence[str] | None = None
 
 
 def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: int | None,
-              progress: Progress, full: Collection[str] = frozenset(),
+              progress: Progress, full: Mapping[str, str] | None = None,
               ) -> Iterator[tuple[list[int], list[tuple], list[tuple], int]]:
     """(commits now complete, touched rows, new blob_parse rows, oversize blobs), as tasks come back."""
     changes = _pending_changes(conn, todo)
@@ -204,8 +229,8 @@ def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: in
     for group in groups:
         for cid in {c[0] for c in group}:
             remaining[cid] += 1
-    tasks = _tasks(conn, groups, full)
-    if len(changes) < PARALLEL_MIN_BLOBS:
+    tasks = _tasks(conn, groups, full or {})
+    if len(changes) + len(full or ()) < PARALLEL_MIN_BLOBS:
         jobs = 1
     yield [cid for cid in todo if cid not in remaining], [], [], 0  # nothing to parse: done already
     with repo_pool(repo, jobs=jobs, tasks=len(tasks)) as pool, \
@@ -223,11 +248,14 @@ def _computed(conn: sqlite3.Connection, repo: Repo, todo: list[int], *, jobs: in
 
 def update_touched(conn: sqlite3.Connection, repo: Repo, *, commits: Iterable[int] | None = None,
                    progress: Progress | None = None, jobs: int | None = None,
-                   full: Collection[str] = frozenset()) -> int:
+                   full: Mapping[str, str] | None = None) -> int:
     """Record the touched definitions of every commit not done yet, or of those among
-    `commits` (ids); returns how many commits. Blobs among `full` (those the code graph is
-    about to parse: build.graph_blobs_wanted) that a commit's diff reaches are cached with
-    their references too: their tree is at hand here, re-parsed from the version before."""
+    `commits` (ids); returns how many commits.
+
+    `full` ({blob: path}, build.graph_blobs_wanted): the files the code graph is about to
+    parse, parsed here too and cached with their references, so that the graph finds them
+    done: those a commit's diff reaches from the tree at hand (re-parsed from the version
+    before), the others alongside, in the same workers."""
     progress = progress or Progress(enabled=False)
     todo = pending(conn, commits)
     with store.transaction(conn):

@@ -132,6 +132,10 @@ def _raw_entries(r: _Reader) -> list[FileDiff]:
         first = r.field()
         if status in ("R", "C"):
             entries.append(FileDiff(r.field(), first, status, _blob(meta[2]), _blob(meta[3])))
+        elif status == "T":  # a file that became a symlink (or back): git's patch, like libgit2,
+            # shows it as the old one deleted, then the new one created
+            entries.append(FileDiff(first, None, "D", _blob(meta[2]), None))
+            entries.append(FileDiff(first, None, "A", None, _blob(meta[3])))
         else:
             entries.append(FileDiff(first, None, status, _blob(meta[2]), _blob(meta[3])))
     return entries
