@@ -16,7 +16,7 @@ Per repository (a throw-away clone under /tmp: nothing is written into REPO), in
   saves it), then a scan of 10 pushed commits, and of a new branch of 100 commits (all
   zeros base), each after the index is up to date, as the pre-push hook runs it.
 Without --graph, the investigate and scan work from the no-graph index. With --graph, they
-use the full one: `rcahook index` records the touched definitions of the newest 1000
+use the full one: `rcahook index` records the touched definitions of the newest 500
 commits (its default --touched-depth) and investigate computes any older commit of its
 window it needs.
 

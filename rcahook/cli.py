@@ -41,7 +41,8 @@ def cli() -> None:
 @click.option("--graph/--no-graph", default=True, show_default=True,
               help="Also record the definitions each commit touches and build the code graph.")
 @click.option("--at", default=None, help="Revision of the code graph (default: HEAD).")
-@click.option("--touched-depth", default="1000", show_default=True, metavar="N|all",
+# default: indexer.TOUCHED_DEPTH, not imported here (a command's start would load pygit2)
+@click.option("--touched-depth", default="500", show_default=True, metavar="N|all",
               help="Record the touched definitions of the N newest commits now ('all': every commit; 0: "
                    "none); older ones are computed when a command first needs them.")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes for diffs (default: cores).")

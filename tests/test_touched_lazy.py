@@ -278,3 +278,12 @@ def test_an_update_does_the_new_commits_not_another_slice_of_history(repo, tmp_p
     repo.commit("edit 6", {"app/m.py": _module("m", 6)})
     again = index_repository(Repo(repo.path), db, touched_depth=2)
     assert (again.touched_commits, again.touched_pending) == (1, 4)
+
+
+def test_the_cli_default_depth_is_the_indexers():
+    """cli.py spells the default out (it does not import the indexer at start): kept equal."""
+    from rcahook.cli import index as index_command
+    from rcahook.index.indexer import TOUCHED_DEPTH
+
+    option = next(p for p in index_command.params if p.name == "touched_depth")
+    assert option.default == str(TOUCHED_DEPTH)

@@ -140,10 +140,12 @@ def _parse_tree(lang: str, path: str, data: bytes, hunks: Sequence[Hunk] | None 
     """The tree, and what is known of its definitions: all of them (the same text as the cached
     version), the previous version's with the edits between (a re-parse), or nothing."""
     if not hasattr(_local, "trees"):
-        _local.parsers, _local.trees = {}, {}
+        _local.parsers, _local.trees, _local.size = {}, {}, 0  # size: bytes of source in trees
     parser = _local.parsers.get(lang) or _local.parsers.setdefault(lang, Parser(_language(lang)))
     key = (lang, path)
     old = _local.trees.pop(key, None)
+    if old is not None:
+        _local.size -= len(old[0])
     known: _Reuse | list[_RawDef] | None = None
     starts = None  # line offsets, kept for the next version's hunks
     if old is None:
@@ -166,10 +168,9 @@ def _parse_tree(lang: str, path: str, data: bytes, hunks: Sequence[Hunk] | None 
             changed += [(e.new_start, e.new_end) for e in edits]
             known = _Reuse(old[2], edits, _merge_ranges(changed))
     _local.trees[key] = [data, tree, None, starts]  # + its definitions, once read
-    total = sum(len(entry[0]) for entry in _local.trees.values())
-    while total > _TREE_CACHE_BYTES and len(_local.trees) > 1:
-        evicted = _local.trees.pop(next(iter(_local.trees)))
-        total -= len(evicted[0])
+    _local.size += len(data)
+    while _local.size > _TREE_CACHE_BYTES and len(_local.trees) > 1:
+        _local.size -= len(_local.trees.pop(next(iter(_local.trees)))[0])
     return tree, known
 
 
@@ -696,7 +697,8 @@ _IMPORT_READERS = {
 class Spans(NamedTuple):
     """A file's definitions arranged for definitions_touching: built once per version, asked
     once per commit that touches it (a version is the new side of one and the old of the next)."""
-    ordered: list[Definition]
+    unique: list[Definition]  # in line order, equal ones once
+    position: dict[Definition, int]  # in `unique`
     segments: list[tuple[int, int, Definition]]
     starts: list[int]
 
@@ -704,11 +706,12 @@ class Spans(NamedTuple):
 def spans(defs: Sequence[Definition]) -> Spans:
     ordered = sorted(defs, key=lambda d: (d.start, -d.end))
     segments = _innermost_segments(ordered)
-    return Spans(ordered, segments, [s for s, _, _ in segments])
+    unique = list(dict.fromkeys(ordered))
+    return Spans(unique, {d: i for i, d in enumerate(unique)}, segments, [s for s, _, _ in segments])
 
 
 def definitions_touching(defs: Sequence[Definition] | Spans, ranges: Iterable[tuple[int, int]]) -> list[Definition]:
-    ordered, segments, starts = defs if isinstance(defs, Spans) else spans(defs)
+    unique, position, segments, starts = defs if isinstance(defs, Spans) else spans(defs)
     touched: set[Definition] = set()
     for start, count in ranges:
         if count == 0:
@@ -722,7 +725,9 @@ def definitions_touching(defs: Sequence[Definition] | Spans, ranges: Iterable[tu
             if segments[i][1] >= start:
                 touched.add(segments[i][2])
             i += 1
-    return [d for d in dict.fromkeys(ordered) if d in touched]
+    if not touched:
+        return []
+    return [unique[i] for i in sorted({position[d] for d in touched})]
 
 
 def _innermost_segments(ordered: list[Definition]) -> list[tuple[int, int, Definition]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from rcahook.commands.common import index_path, open_repo, say
 from rcahook.errors import BadInputError
 from rcahook.index import store
-from rcahook.index.indexer import index_repository
+from rcahook.index.indexer import TOUCHED_DEPTH, index_repository
 from rcahook.progress import Progress
 
 
@@ -21,7 +21,7 @@ def parse_depth(value: str) -> int | None:
 
 
 def run(*, repo: str, db: str | None, revs: tuple[str, ...], graph: bool, at: str | None,
-        jobs: int | None, quiet: bool, touched_depth: str = "1000") -> int:
+        jobs: int | None, quiet: bool, touched_depth: str = str(TOUCHED_DEPTH)) -> int:
     depth = parse_depth(touched_depth)
     r = open_repo(repo)
     result = index_repository(r, index_path(r, db), revs=revs, graph=graph, graph_at=at, jobs=jobs,

@@ -35,6 +35,7 @@ _HEADER_LINES = (b"old mode ", b"new mode ", b"deleted file mode ", b"new file m
                  b"rename from ", b"rename to ", b"similarity index ", b"dissimilarity index ", b"index ",
                  b"--- ", b"+++ ")
 _ZERO = "0" * 40
+_SIDE_LINES = {b"-": re.compile(rb"(?:-[^\n]*\n)*"), b"+": re.compile(rb"(?:\+[^\n]*\n)*")}
 
 
 class ParseError(Exception):
@@ -92,6 +93,16 @@ class _Reader:
 
     def lines(self, n: int, head: bytes) -> list[bytes]:
         """The next n lines, each starting with `head` (a hunk's "-" or "+" lines)."""
+        # one regex match over the run of such lines, then one split: no Python step per line
+        end = _SIDE_LINES[head].match(self.buf, self.pos).end()  # type: ignore[union-attr]
+        out = self.buf[self.pos:end].split(b"\n", n)
+        if len(out) > n:  # n whole lines (and whatever of the run is past them)
+            self.pos += sum(map(len, out[:n])) + n
+            del out[n:]
+            return out
+        return self._lines_one_by_one(n, head)  # short: the output is not all in, or it ends early
+
+    def _lines_one_by_one(self, n: int, head: bytes) -> list[bytes]:
         buf, pos, out = self.buf, self.pos, []
         for _ in range(n):
             end = buf.find(b"\n", pos)

@@ -49,7 +49,15 @@ _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)\s*:\s*(.*)$")
 # comment in scripts and build files, but a preprocessor line in C.
 _HASH_COMMENT_EXT = (b".py", b".pyi", b".sh", b".bash", b".rb", b".pl", b".pm", b".yaml", b".yml", b".toml",
                      b".cfg", b".ini", b".conf", b".cmake", b".mk", b".build", b".txt", b".r", b".jl")
-_COMMENT_PREFIXES = (b"//", b"/*", b"* ", b"*/", b"-- ", b"<!--", b'"""', b"'''", b";;")
+# A patch line (its "+" or "-", then the text) whose text, stripped as bytes.strip() strips,
+# is neither empty, nor "*", nor starts with a comment prefix (nor "#" in languages of #-comments)
+_WS = rb"[ \t\r\x0b\x0c]"
+_TEXT = rb"[^ \t\r\x0b\x0c\n]"  # a character strip() keeps
+# ("* " and "-- " survive the strip only when text follows them)
+_NOT_COMMENT = (rb"(?!//|/\*|\* [^\n]*" + _TEXT + rb"|\*/|-- [^\n]*" + _TEXT + rb"|<!--|\"\"\"|'''|;;|\*"
+                + _WS + rb"*$")
+_CODE_LINE = re.compile(rb"^." + _WS + rb"*" + _NOT_COMMENT + rb")" + _TEXT, re.M)
+_CODE_LINE_HASH = re.compile(rb"^." + _WS + rb"*" + _NOT_COMMENT + rb"|#)" + _TEXT, re.M)
 MAX_IDENTS = 4000  # per side; a generated file can add tens of thousands
 
 
@@ -160,7 +168,8 @@ def _signature(sig: pygit2.Signature) -> Signature:
 def _idents(lines: Sequence[bytes]) -> tuple[str, ...]:
     every = dict.fromkeys(_IDENT.findall(b"\n".join(lines)))  # one regex pass: lines never share an identifier
     if len(every) < MAX_IDENTS:
-        return tuple(i.decode("ascii") for i in every)
+        # ASCII by the pattern: decoded in one piece, not one by one
+        return tuple(b" ".join(every).decode("ascii").split(" ")) if every else ()
     seen: dict[bytes, None] = {}  # over the cap: the first ones, as the per-line walk keeps them
     for line in lines:
         for m in _IDENT.findall(line):
@@ -170,17 +179,13 @@ def _idents(lines: Sequence[bytes]) -> tuple[str, ...]:
     return tuple(i.decode("ascii") for i in seen)
 
 
-def _code_lines(raw_path: bytes, lines: Iterable[bytes]) -> int:
+def _code_lines(raw_path: bytes, lines: Sequence[bytes]) -> int:
+    """How many of the patch lines (each with its "+" or "-") hold code: not blank, not a
+    comment's start or a line of a block comment's stars."""
     name = raw_path.rsplit(b"/", 1)[-1].lower()
     hash_comments = name.endswith(_HASH_COMMENT_EXT) or name in (b"makefile", b"meson.build", b"dockerfile")
-    count = 0
-    for line in lines:
-        text = line[1:].strip()
-        if not text or text == b"*" or text.startswith(_COMMENT_PREFIXES) or (
-                hash_comments and text.startswith(b"#")):
-            continue
-        count += 1
-    return count
+    # one regex pass over the lines joined (a line never holds a newline), not a step per line
+    return len((_CODE_LINE_HASH if hash_comments else _CODE_LINE).findall(b"\n".join(lines)))
 
 
 def _blob_id(file: pygit2.DiffFile) -> str | None:

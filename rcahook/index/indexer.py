@@ -26,7 +26,11 @@ from rcahook.pool import WorkerPool, default_jobs
 from rcahook.progress import Progress
 
 BATCH = 512  # commits per transaction and per `git diff-tree` run (each starts a git process)
-TOUCHED_DEPTH = 1000  # newest commits whose touched definitions `rcahook index` records at once
+# Newest commits whose touched definitions `rcahook index` records at once: the backtest
+# protocol's window (docs/benchmarks.md), which also covers the default investigation (14
+# days) of most repositories; a window reaching older ones computes them then, and stores
+# them. 1000 made the first index of a 7,000-commit repository 3.1x `git log --numstat`.
+TOUCHED_DEPTH = 500
 PARALLEL_MIN = 400  # below this many new commits, a worker pool costs more than it saves
 
 
