@@ -200,10 +200,9 @@ def _diff_edits(old: bytes, new: bytes) -> list[_Edit]:
     whole = _edit(old, new)
     if whole.old_end - whole.old_start < _DIFF_MIN_SPAN:
         return [whole]
-    import pygit2  # libgit2's xdiff: a few milliseconds for a 100 kB file
+    from rcahook.index.gitrepo import line_diff  # where libgit2 is
 
-    patch = pygit2.Patch.create_from(old, new, context_lines=0)
-    hunks = [(h.old_start, h.old_lines, h.new_start, h.new_lines) for h in patch.hunks]
+    hunks = line_diff(old, new)
     return (_hunk_edits(old, new, hunks) if hunks else None) or [whole]
 
 

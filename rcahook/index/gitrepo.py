@@ -686,6 +686,13 @@ _KEEP_GIT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_AUTHOR_", "GI
 _SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "advice.detachedHead=false")
 
 
+def line_diff(old: bytes, new: bytes) -> list[tuple[int, int, int, int]]:
+    """The hunks (old_start, old_lines, new_start, new_lines) of a zero-context line diff of two
+    texts, by libgit2's xdiff (a few milliseconds for a 100 kB file); none for binary text."""
+    patch = pygit2.Patch.create_from(old, new, context_lines=0)
+    return [(h.old_start, h.old_lines, h.new_start, h.new_lines) for h in patch.hunks]
+
+
 def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("GIT_") or k in _KEEP_GIT_ENV or k.startswith(_KEEP_GIT_PREFIXES)}
