@@ -656,3 +656,16 @@ def test_hunk_edits_refuse_hunks_of_another_version():
     assert _hunk_edits(old, new, [(2, 1, 2, 1)]) is not None
     assert _hunk_edits(b"x\nb\nc\n", new, [(2, 1, 2, 1)]) is None  # text outside the hunks differs
     assert _hunk_edits(old, new, [(9, 1, 9, 1)]) is None  # beyond the end
+
+
+def test_line_offsets_by_split_and_by_numpy_agree(monkeypatch):
+    """Small texts are split, large ones scanned by numpy: the same offsets either way."""
+    from rcahook.codegraph import parse
+
+    rng = random.Random(7)
+    texts = [b"", b"a", b"a\n", b"a\nb", b"\n\n"] + [
+        bytes(rng.choice(b"ab \n") for _ in range(rng.randint(0, 60))) for _ in range(200)]
+    by_split = [parse._line_starts(t) for t in texts]
+    monkeypatch.setattr(parse, "_NUMPY_LINES_FROM", 0)
+    assert [parse._line_starts(t) for t in texts] == by_split
+    assert by_split[:5] == [[0], [0, 1], [0, 2], [0, 2, 3], [0, 1, 2]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 import sqlite3
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -214,7 +215,6 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
                  jobs: int | None = None) -> GraphState:
     """Bring `graph_files` to the tree at rev: only files changed since the recorded
     `graph_rev` are looked at (and parsed, unless the cache has them)."""
-    from rcahook.codegraph.graph import forget_loaded
     from rcahook.codegraph.local import terms_ready, update_terms
 
     sha = repo.resolve(rev)
@@ -227,7 +227,11 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
         else:
             state, parsed = _list_files(conn, repo, sha, progress=progress, jobs=jobs)
             files = len(state.files)
-        forget_loaded(conn)
+        # a process that never loaded a graph has none to forget (nor imports networkx for it:
+        # a third of an index update at 1M commits)
+        loaded = sys.modules.get("rcahook.codegraph.graph")
+        if loaded is not None:
+            loaded.forget_loaded(conn)
         skipped = _skip_counts(state.skipped, state.unsupported)
     else:  # up to date (every investigate and scan asks): counted, not read (61k rows at 1M)
         if not terms_ready(conn):  # an index written before graph_terms existed
@@ -249,18 +253,14 @@ def update_graph(conn: sqlite3.Connection, repo: Repo, rev: str, *, progress: Pr
 
 
 def graph_blobs_wanted(conn: sqlite3.Connection, repo: Repo, rev: str) -> dict[str, str]:
-    """{blob: path} of what `update_graph(rev)` will parse, its full parse not cached yet: the
-    files changed since the recorded `graph_rev`, or the whole tree at a first build (the
-    touched pass that runs before it parses them: touched.update_touched)."""
-    sha = repo.resolve(rev)
+    """{blob: path} of what a first `update_graph(rev)` will parse, its full parse not cached
+    yet (the touched pass that runs before it parses them: touched.update_touched). Empty once
+    a graph exists: an update parses the few files changed since, and listing them here would
+    diff the two trees twice (0.2 s each at 1M commits)."""
     previous = store.get_meta(conn, "graph_rev")
-    if previous == sha:
-        return {}
-    entries: list[tuple[str, str, int | None]]
     if previous and repo.has_commit(previous):
-        entries = [(path, blob, None) for path, _, blob in repo.changed_paths(previous, sha) if blob]
-    else:
-        entries = [(e.path, e.blob, e.size) for e in repo.list_tree(sha)]
+        return {}
+    entries = [(e.path, e.blob, e.size) for e in repo.list_tree(repo.resolve(rev))]
     wanted = {blob: path for path, blob in _classify(entries)[0].items()}
     have = cached_blobs(conn, wanted, full=True)
     return {blob: path for blob, path in wanted.items() if blob not in have}

@@ -15,8 +15,6 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
-import networkx as nx
-
 from rcahook.codegraph.build import unpack_parse
 from rcahook.codegraph.imports import PathSet
 from rcahook.index import store
@@ -101,6 +99,8 @@ class CodeGraph:
               paths: PathSet | None = None, calls_from: set[str] | None = None,
               candidates: Mapping[tuple[str, str], int] | None = None) -> None:
         self.rev = rev
+        import networkx as nx  # here, not with the module: an index update reads its helpers only
+
         self.graph: nx.DiGraph[str] = nx.DiGraph()
         self.ambiguous: Counter[str] = Counter()  # name -> call sites left unresolved for it
         self.unresolved_calls = 0  # calls to names with no definition in the repository
