@@ -239,3 +239,30 @@ def test_code_lines_leave_out_blank_lines_and_comments(repo):
     assert r.commit_record(comment).code_lines == 0
     # the preprocessor line is code in C; the comment is not; one line replaced counts twice
     assert r.commit_record(code).code_lines == 3
+
+
+def test_code_lines_counted_by_one_regex_as_line_by_line():
+    """The regex count agrees with the rule it encodes, read line by line: strip, then neither
+    empty, nor "*", nor a comment prefix (nor "#" in languages of #-comments); the prefixes
+    that end in a space ("* ", "-- ") count only when text follows them."""
+    import random
+
+    from rcahook.index.gitrepo import _code_lines
+
+    prefixes = (b"//", b"/*", b"* ", b"*/", b"-- ", b"<!--", b'"""', b"'''", b";;")
+
+    def by_line(path: bytes, lines: list[bytes]) -> int:
+        name = path.rsplit(b"/", 1)[-1].lower()
+        hashed = name.endswith((b".py", b".sh")) or name == b"makefile"
+        texts = [line[1:].strip() for line in lines]
+        return sum(1 for t in texts if t and t != b"*" and not t.startswith(prefixes)
+                   and not (hashed and t.startswith(b"#")))
+
+    assert _code_lines(b"a.c", [b"+-- ", b"+--  x", b"+*  ", b"+ * x", b"+*\tx", b"-#if X", b"+  \r"]) == 3
+    rng = random.Random(5)
+    alphabet = [b" ", b"\t", b"\r", b"\x0c", b"*", b"/", b"-", b"#", b"<", b"!", b'"', b"'", b";", b"x"]
+    for _ in range(20000):
+        lines = [rng.choice([b"+", b"-"]) + b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+                 for _ in range(rng.randint(1, 4))]
+        for path in (b"src/a.c", b"tools/run.sh", b"Makefile"):
+            assert _code_lines(path, lines) == by_line(path, lines), (path, lines)
