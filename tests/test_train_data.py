@@ -328,3 +328,44 @@ def test_sft_rows_are_the_same_for_any_jobs(planted, tmp_path, embedded_tokenize
                       seed=5, jobs=3)
     assert one.manifest["counts"]["sft"]["mined"] >= 2
     assert (tmp_path / "one" / td.SFT).read_bytes() == (tmp_path / "three" / td.SFT).read_bytes()
+
+
+def test_ranked_targets_follow_the_model_not_its_taste_for_a_letter():
+    # A small model's label log-probabilities are mostly a letter bias ("C" first, whatever it
+    # names); the ranked stage's places after the root cause must come from what is left.
+    import random as _random
+
+    rng = _random.Random(0)
+    letters = [chr(ord("A") + i) for i in range(12)]
+    taste = {x: -0.4 * i for i, x in enumerate(letters)}  # A is always liked best
+    taste["C"] = 2.0
+    rows, scored = [], []
+    for n in range(60):
+        labels = rng.sample(letters, 6)
+        keys = [f"k{n}-{j}" for j in range(6)]  # keys[1] is the candidate the model really prefers
+        row = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                            {"role": "assistant", "content": f"{ANSWER_PREFIX} {labels[0]}"}],
+               "meta": {"labels": labels, "keys": keys, "culprit_label": labels[0],
+                        "answer": labels[:3], "answer_prefix": ANSWER_PREFIX}}
+        rows.append(row)
+        scored.append({x: taste[x] + (1.0 if j == 1 else 0.0) + rng.gauss(0, 0.05) for j, x in enumerate(labels)})
+    bias = td.label_bias(scored)
+    assert max(bias, key=bias.get) == "C"
+    debiased = [td.ranked_row(r, lp, model="m", bias=bias) for r, lp in zip(rows, scored)]
+    raw = [td.ranked_row(r, lp, model="m") for r, lp in zip(rows, scored)]
+
+    def second(out):
+        return [o["meta"]["answer"][1] == r["meta"]["labels"][1] for o, r in zip(out, rows)]
+
+    assert sum(second(debiased)) >= 55  # the candidate the model prefers, whatever its letter
+    assert sum(second(raw)) <= 40  # without the correction the letters decide
+    assert all(o["meta"]["answer"][0] == r["meta"]["culprit_label"] for o, r in zip(debiased, rows))
+    assert debiased[0]["meta"]["label_debiased"] and not raw[0]["meta"]["label_debiased"]
+
+
+def test_label_bias_shrinks_rare_labels_and_skips_missing_scores():
+    bias = td.label_bias([{"A": -1.0, "B": -3.0}, {"A": -1.0, "B": float("-inf")}], prior=1.0)
+    overall = (-1.0 - 3.0 - 1.0) / 3
+    assert bias["A"] == pytest.approx((-2.0 + overall) / 3)
+    assert bias["B"] == pytest.approx((-3.0 + overall) / 2)
+    assert td.label_bias([]) == {}

@@ -6,7 +6,8 @@
 - `sft.jsonl`: one ranking conversation per investigation, in exactly the prompt the
   election ranker sends (`rcahook.llm.prompt.build_prompt`), the root cause named first.
 - `ranked.jsonl`: the SFT examples again, the answer replaced by the SFT model's own
-  log-probability order with the root cause moved first (made by `lm.rank_examples`).
+  log-probability order, less each label's bias, with the root cause moved first (made by
+  `lm.rank_examples`).
 
 The leakage rule: every commit a row refers to (fix, culprit, revision, commit message)
 must belong to the training history, the commits reachable from the cut-off revision and
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -341,14 +343,48 @@ def messages(prompt, answer: Sequence[str]) -> list[dict[str, str]]:
             {"role": "assistant", "content": f"{prompt.answer_prefix} {', '.join(answer)}"}]
 
 
-def ranked_row(row: dict, logprobs: dict[str, float], *, model: str) -> dict:
-    """The row's answer replaced by the model's logprob order, the root cause moved first."""
+def label_bias(logprobs: Sequence[Mapping[str, float]], *, prior: float = 3.0) -> dict[str, float]:
+    """Each label's mean log-probability over many prompts, whatever candidate it named.
+
+    Labels are drawn at random per prompt, so a label's mean says what the model thinks
+    of the letter, not of a change: a small model's strongest opinion ("C" first). Means
+    of rarely seen labels are shrunk towards the overall mean (`prior` pseudo-prompts).
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for lp in logprobs:
+        for label, v in lp.items():
+            if math.isfinite(v):
+                sums[label] = sums.get(label, 0.0) + v
+                counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        return {}
+    overall = sum(sums.values()) / sum(counts.values())
+    return {label: (sums[label] + prior * overall) / (counts[label] + prior) for label in sums}
+
+
+def ranked_row(row: dict, logprobs: Mapping[str, float], *, model: str,
+               bias: Mapping[str, float] | None = None) -> dict:
+    """The row's answer replaced by the model's logprob order, the root cause moved first.
+
+    With `bias` (label_bias over the whole set), the order is by log-probability minus the
+    label's bias: what the model thinks of this candidate beyond its taste for the letter.
+    Ties keep the SFT answer's order (the retriever's), then the prompt's.
+    """
     meta = dict(row["meta"])
-    order = sorted(meta["labels"], key=lambda label: -logprobs.get(label, float("-inf")))
+    bias = bias or {}
+    before = {label: i for i, label in enumerate(dict.fromkeys([*meta["answer"], *meta["labels"]]))}
+
+    def key(label: str) -> tuple[float, int]:
+        v = logprobs.get(label, float("-inf"))
+        return (-(v - bias.get(label, 0.0)) if math.isfinite(v) else math.inf, before[label])
+
+    order = sorted(meta["labels"], key=key)
     culprit = meta["culprit_label"]
     answer = [culprit] + [label for label in order if label != culprit]
     answer = answer[: len(meta["answer"])]
-    meta.update(model_order=order, culprit_model_rank=order.index(culprit) + 1, answer=answer, ranked_by=model)
+    meta.update(model_order=order, culprit_model_rank=order.index(culprit) + 1, answer=answer, ranked_by=model,
+                label_debiased=bool(bias))
     msgs = [dict(m) for m in row["messages"]]
     msgs[-1]["content"] = f"{meta['answer_prefix']} {', '.join(answer)}"
     return {"messages": msgs, "meta": meta}

@@ -368,25 +368,32 @@ def _free() -> None:
 # --- the ranked dataset and the final artifacts ----------------------------------------------
 
 def rank_examples(model: str | None, rows: Sequence[dict], *, progress=None) -> list[dict]:
-    """Each SFT example again, answered by the model's own logprob order (root cause first)."""
+    """Each SFT example again, answered by the model's own logprob order (root cause first).
+
+    The order is by each label's log-probability less that label's mean over the whole set
+    (`data.label_bias`): otherwise a small model's taste for a letter, not its reading of
+    the changes, would fill the answer's places after the first (issue 15).
+    """
     from rcahook.llm.backend import load_backend
     from rcahook.progress import Progress
-    from rcahook.train.data import ranked_row
+    from rcahook.train.data import label_bias, ranked_row
 
     backend = load_backend(model)
     ours = [r for r in rows if (r.get("meta") or {}).get("labels") and (r.get("meta") or {}).get("answer_prefix")]
-    out = []
+    scored = []
     progress = progress or Progress(enabled=False)
     with progress.task(f"ranking {len(ours)} examples with {backend.name}", total=len(ours)) as advance:
         for row in ours:
             meta, msgs = row["meta"], row["messages"]
             prompt = Prompt(system=msgs[0]["content"], user=msgs[1]["content"], answer_prefix=meta["answer_prefix"],
                             labels=tuple(meta["labels"]), keys=tuple(meta["keys"]))
-            out.append(ranked_row(row, backend.label_logprobs(prompt, prompt.labels), model=backend.name))
+            scored.append(backend.label_logprobs(prompt, prompt.labels))
             advance(1)
+    name = backend.name
     del backend
     _free()
-    return out
+    bias = label_bias(scored)
+    return [ranked_row(row, lp, model=name, bias=bias) for row, lp in zip(ours, scored, strict=True)]
 
 
 def install_final(stage_dir: Path, output: Path) -> list[str]:
